@@ -20,7 +20,7 @@ def demo_notebook(path: Path):
     code = lambda s: nbformat.v4.new_code_cell(s)
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell('# Demo chapter\n\n> A chapter made by the test.'),
-        nbformat.v4.new_markdown_cell(f'See [the command line](08_cli.ipynb#main) and [`main`]({SITE_URL}/cli.html#main).\n\n'
+        nbformat.v4.new_markdown_cell(f'See [the command line](08_cli.ipynb#main) and [the main function]({SITE_URL}/cli.html#main).\n\n'
                                       '## Output'),
         code('print("hello from the demo")'),
         code('import matplotlib.pyplot as plt'),
@@ -31,7 +31,7 @@ def demo_notebook(path: Path):
     nbformat.write(nb, str(path))
 
 
-def make_project(d: Path, notebooks=('index.ipynb', '08_cli.ipynb'), demo=True) -> Path:
+def make_project(d: Path, notebooks=('index.ipynb', '00_load.ipynb', '08_cli.ipynb'), demo=True) -> Path:
     "A copy of this project with a few notebooks (and nbs/_quarto.yml as the same relative symlink)."
     (d/'nbs').mkdir(parents=True)
     for f in ('settings.ini', '_quarto.yml'): shutil.copy(REPO/f, d/f)
@@ -66,8 +66,8 @@ def site(tmp_path_factory):
 def test_static_site(site):
     info, out = site
     assert info['renderer'] == 'html' and info['executed'] is False
-    assert [p['file'] for p in info['pages']] == ['index.html', 'demo.html', 'cli.html', 'report.html']
-    assert [p['title'] for p in info['pages']][1:] == ['Demo chapter', 'The command line', 'Report of a run']
+    assert [p['file'] for p in info['pages']] == ['index.html', 'load.html', 'demo.html', 'cli.html', 'report.html']
+    assert [p['title'] for p in info['pages']][2:] == ['Demo chapter', 'The command line', 'Report of a run']
     assert json.loads((out/'docs-build.json').read_text())['pages'] == info['pages']
     cli = (out/'cli.html').read_text()
     assert '<h3 id="build_parser" class="anchored">build_parser</h3>' in cli      # API reference from show_doc
@@ -181,7 +181,7 @@ def test_in_chromium(site, tmp_path):
     "Every page loads in headless Chromium with a heading and no broken image; screenshots of the index and a chapter."
     _, out = site
     res = browser_check(out, tmp_path/'index.png')
-    assert res['problems'] == [] and res['pages'] == 4
+    assert res['problems'] == [] and res['pages'] == 5
     assert (tmp_path/'index.png').read_bytes()[:4] == b'\x89PNG' and (tmp_path/'index.png').stat().st_size > 10_000
     bad = tmp_path/'bad'
     shutil.copytree(out, bad)
