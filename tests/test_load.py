@@ -96,3 +96,46 @@ def test_load_stage_writes_data_json(data_dir, tmp_path):
     assert saved == info
     assert saved["counts"]["alpaca_records"] == 10 and saved["counts"]["questions"] == 50
     assert set(saved["files"]["books"]) == {"2350"} and len(saved["files"]["alpaca"]["sha256"]) == 64
+
+
+def test_questions_download_branch_over_file_url(cache, tmp_path, monkeypatch):
+    "The pinned question URL, pointed at a file:// copy: checked against the pinned sha256, cached, then read offline."
+    qs = [{"question": "Who smokes a pipe?", "answer": "Holmes"}]
+    src = tmp_path / "questions.json"
+    src.write_text(json.dumps(qs))
+    monkeypatch.setattr(L, "QUESTIONS_URL", src.as_uri())
+    with pytest.raises(SherlockError, match="expected " + L.QUESTIONS_SHA256):
+        L.questions_file()
+    assert not L.download_paths()["questions"].exists()
+    monkeypatch.setattr(L, "QUESTIONS_SHA256", L.sha256_file(src))
+    got = L.questions_file()
+    assert got == cache / "questions_sherlock.json" == L.download_paths()["questions"]
+    src.unlink()
+    assert L.load_entries(L.questions_file()) == qs  # from the cache
+    with pytest.raises(SherlockError, match="questions=PATH"):
+        L.questions_file(url="http://127.0.0.1:9/q.json")
+
+
+def test_load_stage_downloads_without_a_data_folder(cache, tmp_path, monkeypatch):
+    "No data folder: download=False says what to pass; download=True fetches (file:// stand-ins) and records the cached files."
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "q.json").write_text(json.dumps([{"question": "Who smokes a pipe?", "answer": "Holmes"}]))
+    (www / "a.json").write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}] * 3))
+    (www / "7-0.txt").write_text("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n\nHolmes lit\nhis pipe.\n")
+    monkeypatch.setattr(L, "find_data_dir", lambda *a, **k: None)
+    monkeypatch.setattr(L, "QUESTIONS_URL", (www / "q.json").as_uri())
+    monkeypatch.setattr(L, "QUESTIONS_SHA256", L.sha256_file(www / "q.json"))
+    monkeypatch.setattr(L, "ALPACA_URL", (www / "a.json").as_uri())
+    monkeypatch.setattr(L, "ALPACA_SHA256", L.sha256_file(www / "a.json"))
+    monkeypatch.setattr(L, "gutenberg_url", lambda n: (www / f"{n}-0.txt").as_uri())
+    with pytest.raises(SherlockError, match="--data-dir.*download"):
+        load_stage(tmp_path / "run", books=[7])
+    assert not (tmp_path / "run" / "data.json").exists()
+    info = load_stage(tmp_path / "run", books=[7], alpaca_count=2, download=True)
+    assert json.loads((tmp_path / "run" / "data.json").read_text()) == info
+    paths = L.download_paths([7])
+    assert info["data_dir"] == "" and info["counts"]["questions"] == 1 and info["counts"]["alpaca_records"] == 2
+    assert info["files"]["questions"]["path"] == str(paths["questions"]) and info["files"]["alpaca"]["path"] == str(paths["alpaca"])
+    assert info["files"]["books"]["7"]["path"] == str(paths["books"][7])
+    assert info["files"]["books"]["7"]["sha256"] == L.sha256_file(www / "7-0.txt")
