@@ -308,6 +308,7 @@ def step_key(parameters:dict, inputs:dict) -> str:
 def _resolve_data(p:dict, data_dir) -> tuple[str, dict]:
     "The data folder (or '' to download) and the paths the chain reads (`fetched`: those 00_load downloads); raise listing missing files."
     d = data_dir or p.get('data_dir') or find_data_dir()
+    if d: d = Path(d).expanduser().resolve()   # one spelling of the folder (symlinks resolved) for paths and the $DATA root
     need = ('questions', 'alpaca', 'books') if not p.get('questions') else ('alpaca', 'books')
     if d: paths = data_paths(d, books=p['books'], need=need)
     elif p.get('download'):
@@ -318,7 +319,7 @@ def _resolve_data(p:dict, data_dir) -> tuple[str, dict]:
                               "or set SHERLOCK_DATA; or, with network, -p download=true to let the first step download the data")
     if p.get('questions'): paths['questions'] = Path(p['questions']).expanduser().absolute()
     if paths['questions'] not in paths.get('fetched', []) or paths['questions'].exists(): load_entries(paths['questions'])
-    return str(Path(d).resolve()) if d else '', paths
+    return str(d) if d else '', paths
 
 def _mount_drive(drive_dir:str) -> Path:
     "On Colab, mount Google Drive when `drive_dir` lies on it; return the folder."
