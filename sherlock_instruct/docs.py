@@ -12,11 +12,11 @@ from urllib.parse import unquote, urldefrag, urlsplit
 from .load import SherlockError, atomic_write, write_json
 
 # %% auto 0
-__all__ = ['BROWSERS', 'BROWSER_FLAGS', 'in_project', 'project_config', 'chapters', 'execute_notebook', 'mixed_import_cells',
-           'process_notebooks', 'front_matter', 'slugify', 'md2html', 'highlight', 'cell_options', 'render_output',
-           'render_cell', 'render_page', 'render_site', 'scope_css', 'report_page', 'quarto_report', 'build_docs',
-           'check_links', 'find_browser', 'browse', 'screenshot', 'browser_check', 'add_docs_args', 'docs_command',
-           'readme_markdown', 'write_readme']
+__all__ = ['BROWSERS', 'BROWSER_FLAGS', 'in_project', 'project_config', 'chapters', 'set_parameters', 'execute_notebook',
+           'mixed_import_cells', 'process_notebooks', 'front_matter', 'slugify', 'md2html', 'highlight', 'cell_options',
+           'render_output', 'render_cell', 'render_page', 'render_site', 'scope_css', 'report_page', 'quarto_report',
+           'build_docs', 'check_links', 'find_browser', 'browse', 'screenshot', 'browser_check', 'add_docs_args',
+           'docs_command', 'readme_markdown', 'write_readme']
 
 # %% ../nbs/07_docs.ipynb
 @contextmanager
@@ -56,13 +56,25 @@ def _skip_cell(cell, flags:set) -> bool:
     d = extract_directives(cell, remove=False)
     return d.get('eval:', [''])[0].lower() == 'false' or bool(flags & d.keys())
 
-def execute_notebook(src:str|Path, dst:str|Path, skip_flags=('slow', 'gpu')) -> str|None:
-    "Execute notebook `src` (in its folder) into `dst` with outputs; return an error report or None."
+def set_parameters(nb, params:dict|None) -> list[str]:
+    "Append `params` to the notebook's `parameters` cell (only names that cell assigns), as papermill would; return them."
+    import ast
+    for c in nb.cells:
+        if 'parameters' not in (c.get('metadata') or {}).get('tags', []): continue
+        names = {t.id for n in ast.parse(c.source).body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        hit = [k for k in (params or {}) if k in names]
+        c.source = c.source.rstrip('\n') + ''.join(f'\n{k} = {params[k]!r}  # set by the docs build' for k in hit)
+        return hit
+    return []
+
+def execute_notebook(src:str|Path, dst:str|Path, skip_flags=('slow', 'gpu'), params:dict|None=None) -> str|None:
+    "Execute notebook `src` (in its folder, with `params` set in its parameters cell) into `dst` with outputs; return an error report or None."
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     src = Path(src).resolve()
     nb, k, flags = read_nb(src), CaptureShell(src), set(skip_flags)
+    set_parameters(nb, params)
     old, os.environ['IN_TEST'] = os.environ.get('IN_TEST'), '1'
     try:
         with working_directory(src.parent): k.run_all(nb, exc_stop=True, preproc=lambda c: _skip_cell(c, flags))
@@ -94,7 +106,7 @@ def mixed_import_cells(nbs_path:str|Path) -> list[str]:
     return bad
 
 # %% ../nbs/07_docs.ipynb
-def _execute_all(cfg, n_workers:int) -> Path:
+def _execute_all(cfg, n_workers:int, params:dict|None=None) -> Path:
     "Copy `nbs/` to a temporary folder and execute every notebook there; return the folder."
     from fastcore.parallel import parallel
     staging = Path(tempfile.mkdtemp(prefix='sherlock-docs-'))/'nbs'
@@ -102,23 +114,23 @@ def _execute_all(cfg, n_workers:int) -> Path:
     nbs = chapters(cfg.nbs_path)
     dsts = [staging/p.relative_to(cfg.nbs_path) for p in nbs]
     flags = cfg.get('tst_flags', '').split()
-    errs = parallel(_execute_pair, list(zip(nbs, dsts)), skip_flags=flags, n_workers=n_workers if len(nbs) > 1 else 0, pause=0.01)
+    errs = parallel(_execute_pair, list(zip(nbs, dsts)), skip_flags=flags, params=params, n_workers=n_workers if len(nbs) > 1 else 0, pause=0.01)
     bad = [e for e in errs if e]
     if bad:
         shutil.rmtree(staging.parent, ignore_errors=True)
         raise SherlockError(f"a notebook failed while executing it for the docs (fix it, or build with --no-execute):\n{bad[0]}")
     return staging
 
-def _execute_pair(pair, skip_flags=()): return execute_notebook(*pair, skip_flags=skip_flags)
+def _execute_pair(pair, skip_flags=(), params=None): return execute_notebook(*pair, skip_flags=skip_flags, params=params)
 
-def process_notebooks(cfg, execute:bool=True, n_workers:int=2) -> Path:
+def process_notebooks(cfg, execute:bool=True, n_workers:int=2, params:dict|None=None) -> Path:
     "Run nbdev's processing (`proc_nbs`) on `nbs/`, or on an executed copy; return `_proc/`."
     from nbdev.serve import proc_nbs
     if not chapters(cfg.nbs_path): raise SherlockError(f"no notebooks in {cfg.nbs_path}: nothing to document")
     if bad := mixed_import_cells(cfg.nbs_path):
         raise SherlockError("nbdev's docs processing would run these cells because they mix imports with other code; "
                             "move their imports into a cell of their own:\n  " + '\n  '.join(bad))
-    src = _execute_all(cfg, n_workers) if execute else cfg.nbs_path
+    src = _execute_all(cfg, n_workers, params) if execute else cfg.nbs_path
     try:
         with in_project(cfg.config_path): proc = proc_nbs(src, n_workers=n_workers, force=True)
     except Exception as e:
@@ -454,7 +466,9 @@ def build_docs(out:str|Path|None=None, run:str|Path|None=None, execute:bool=True
     _prepare_out(out, force, cfg.doc_path)
     if run: _report_parts(run)  # fail early on a bad run folder
     if use_quarto: _nbdev_prepare(cfg)
-    proc = process_notebooks(cfg, execute=execute, n_workers=n_workers)
+    # with a run folder, the analysis chapter is executed on that run (its `run_dir` parameter), not on its synthetic demo
+    params = {'run_dir': str(Path(run).resolve())} if run else None
+    proc = process_notebooks(cfg, execute=execute, n_workers=n_workers, params=params)
     if use_quarto: pages = _quarto_build(cfg, proc, out, run)
     else: pages = render_site(proc, out, _cfg_vals(cfg), [report_page(run, out)] if run else [])
     info = dict(renderer='quarto' if use_quarto else 'html', executed=execute, out=str(out), proc=str(proc),
