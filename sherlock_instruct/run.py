@@ -205,7 +205,7 @@ def _cells_to_run(nb) -> tuple[set[int], set[str]]:
     return keep, missing
 
 def stage_notebook(path:Path):
-    "The notebook as a run step executes it: the cells `_cells_to_run` picks stay code, the other code cells turn raw."
+    "The notebook as a run step executes it: the cells that _cells_to_run picks stay code, the other code cells turn raw."
     import nbformat
     nb = nbformat.read(path, as_version=4)
     if _stage_start(nb) is None:
