@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ['MODEL_ALIASES', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL', 'QUESTIONS_SHA256',
            'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file', 'cache_dir', 'resolve_model',
            'pick_device', 'pick_dtype', 'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json',
-           'check_records', 'load_entries', 'find_data_dir', 'data_paths', 'answer_aliases', 'download',
+           'check_records', 'load_entries', 'find_data_dir', 'data_paths', 'answer_aliases', 'download_file',
            'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url', 'read_text', 'load_books',
            'questions_file', 'download_paths', 'stage_paths', 'load_stage']
 
@@ -276,7 +276,7 @@ def answer_aliases(answer:str) -> list[str]:
     return out
 
 # %% ../nbs/00_load.ipynb
-def download(url:str, dest:str|Path, sha256:str|None=None, timeout:float=60, hint:str='') -> Path:
+def download_file(url:str, dest:str|Path, sha256:str|None=None, timeout:float=60, hint:str='') -> Path:
     "Fetch `url` into `dest` atomically; check its sha256 first when given. Errors name the URL and say how to work offline."
     import urllib.request, urllib.error
     try:
@@ -300,7 +300,7 @@ def cached_download(url:str, pinned_url:str, pinned_sha256:str, name:str, hint:s
     "The cache's copy of `url`, downloaded once: `name`, checked against `pinned_sha256`, for the pinned URL; else a URL-keyed name."
     pinned = url == pinned_url
     dest = cache_dir()/(name if pinned else f"{Path(name).stem.split('_')[0]}-{hashlib.sha256(url.encode()).hexdigest()[:12]}{Path(name).suffix}")
-    if not dest.exists(): download(url, dest, pinned_sha256 if pinned else None, hint=hint)
+    if not dest.exists(): download_file(url, dest, pinned_sha256 if pinned else None, hint=hint)
     return dest
 
 def _alpaca_file(path:str|Path|None, data_dir:str|Path|None, url:str) -> Path:
@@ -409,7 +409,7 @@ def _book_file(n:int, data_dir:str|Path|None) -> Path:
     "The file for ebook `n`: the data folder's copy, the cached copy, or a fresh download into the cache."
     if data_dir and (p := Path(data_dir)/'gutenberg'/f'{n}.txt').exists(): return p
     dest = _book_cache(n)
-    if not dest.exists(): download(gutenberg_url(n), dest, hint=_OFFLINE)
+    if not dest.exists(): download_file(gutenberg_url(n), dest, hint=_OFFLINE)
     return dest
 
 def load_books(ebooks=COURSE_BOOKS, data_dir:str|Path|None=None, clean:bool=True) -> dict[int, str]:

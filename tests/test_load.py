@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import sherlock_instruct.load as L
-from sherlock_instruct.load import (SherlockError, download, load_alpaca, load_books, load_model, load_stage)
+from sherlock_instruct.load import (SherlockError, download_file, load_alpaca, load_books, load_model, load_stage)
 
 
 @pytest.fixture
@@ -51,12 +51,12 @@ def test_download_over_http(server, tmp_path):
     body = b'[{"instruction": "Say hi.", "input": "", "output": "Hi."}]'
     (www / "a.json").write_bytes(body)
     sha = hashlib.sha256(body).hexdigest()
-    assert download(f"{base}/a.json", tmp_path / "out" / "a.json", sha256=sha).read_bytes() == body
+    assert download_file(f"{base}/a.json", tmp_path / "out" / "a.json", sha256=sha).read_bytes() == body
     with pytest.raises(SherlockError, match="expected " + "f" * 64):
-        download(f"{base}/a.json", tmp_path / "bad.json", sha256="f" * 64)
+        download_file(f"{base}/a.json", tmp_path / "bad.json", sha256="f" * 64)
     assert not (tmp_path / "bad.json").exists()
     with pytest.raises(SherlockError, match="404"):
-        download(f"{base}/missing.json", tmp_path / "m.json")
+        download_file(f"{base}/missing.json", tmp_path / "m.json")
 
 
 def test_load_alpaca_and_books_download_into_cache(server, cache, monkeypatch):
