@@ -7,16 +7,16 @@ from __future__ import annotations
 import argparse, hashlib, json, math, os, random, shutil, tempfile, time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from .load import SherlockError, COURSE_BOOKS, check_records, find_data_dir, load_model, read_json, write_json
+from .load import SherlockError, COURSE_BOOKS, check_records, context_length, find_data_dir, load_model, read_json, write_json
 
 # %% auto 0
 __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOICES', 'course_collator', 'course_tokenize',
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
-           'padding_fraction', 'context_length', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params',
-           'domain_data', 'extra_file', 'instruct_records', 'instruct_data', 'pick_precision', 'training_arguments',
-           'make_trainer', 'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora', 'unwrap_for_save',
-           'check_out', 'fingerprint', 'prepare_staging', 'training_log', 'save_final', 'finetune_stage',
-           'add_finetune_args', 'finetune_command']
+           'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
+           'extra_file', 'instruct_records', 'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer',
+           'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out',
+           'fingerprint', 'prepare_staging', 'training_log', 'save_final', 'finetune_stage', 'add_finetune_args',
+           'finetune_command']
 
 # %% ../nbs/02_finetune.ipynb
 IGNORE_INDEX = -100  # label value the loss skips
@@ -95,13 +95,6 @@ def padding_fraction(lengths:list[int], batches:list[list[int]]) -> float:
     return 1 - sum(lengths[i] for b in batches for i in b) / total if total else 0.0
 
 # %% ../nbs/02_finetune.ipynb
-def context_length(model) -> int|None:
-    "The model's maximum sequence length from its config (None if it does not say)."
-    cfg = model.config
-    for k in ('max_position_embeddings', 'n_positions', 'n_ctx', 'max_sequence_length'):
-        if isinstance(getattr(cfg, k, None), int): return getattr(cfg, k)
-    return None
-
 def book_blocks(texts:list[str], tokenizer, block_size:int=256, val_fraction:float=0.05) -> tuple[list[dict], list[dict]]:
     "Train and validation blocks of `block_size` tokens: books joined with EOS, the last `val_fraction` of each held out."
     if not texts: raise SherlockError("no books given: pass at least one Gutenberg ebook number (books=[2097, ...])")

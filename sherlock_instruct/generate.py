@@ -8,13 +8,13 @@ import copy, json, os, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
-from .load import SherlockError, atomic_write, find_data_dir, load_entries, load_model
+from .load import SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
 from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings', 'context_length',
-           'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts',
-           'as_prompt', 'generate_records', 'generate_answers', 'format_answers', 'check_output_dir', 'save_answers',
+__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts',
+           'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts', 'as_prompt',
+           'generate_records', 'generate_answers', 'format_answers', 'check_output_dir', 'save_answers',
            'write_answers', 'AnswerGenerator', 'process_entry', 'test_on_questions', 'run_generate',
            'add_generate_args', 'generate_command', 'generate_stage']
 
@@ -42,11 +42,6 @@ def sampling_settings(**kwargs) -> dict:
     return s
 
 # %% ../nbs/03_generate.ipynb
-def context_length(model) -> int|None:
-    "The model's maximum number of positions, if its config says."
-    cfg = model.config
-    return getattr(cfg, 'max_position_embeddings', None) or getattr(cfg, 'n_positions', None)
-
 def encode_prompts(tokenizer, texts:list[str], max_new_tokens:int, context:int|None=None) -> tuple[list[list[int]], list[bool]]:
     "Token ids of each prompt, cut from the left (with a warning) so that prompt + `max_new_tokens` fit in `context`."
     limit = None if context is None else context - max_new_tokens

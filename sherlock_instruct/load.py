@@ -11,10 +11,10 @@ from typing import Any
 # %% auto 0
 __all__ = ['MODEL_ALIASES', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL', 'QUESTIONS_SHA256',
            'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file', 'cache_dir', 'resolve_model',
-           'pick_device', 'pick_dtype', 'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json',
-           'check_records', 'load_entries', 'find_data_dir', 'data_paths', 'answer_aliases', 'download_file',
-           'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url', 'read_text', 'load_books',
-           'questions_file', 'download_paths', 'stage_paths', 'load_stage']
+           'context_length', 'pick_device', 'pick_dtype', 'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model',
+           'read_json', 'check_records', 'load_entries', 'find_data_dir', 'data_paths', 'answer_aliases',
+           'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url', 'read_text',
+           'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
 
 # %% ../nbs/00_load.ipynb
 class SherlockError(ValueError):
@@ -93,6 +93,13 @@ def resolve_model(model_path:str|Path, gguf_file:str|None=None) -> tuple[str, st
     return s, gguf_file
 
 # %% ../nbs/00_load.ipynb
+def context_length(model) -> int|None:
+    "The model's maximum sequence length from its config (None if it does not say)."
+    cfg = model.config
+    for k in ('max_position_embeddings', 'n_positions', 'n_ctx', 'max_sequence_length'):
+        if isinstance(getattr(cfg, k, None), int): return getattr(cfg, k)
+    return None
+
 def pick_device(device:str|None=None) -> str:
     "`device` if given, else cuda, then mps, then cpu."
     import torch
