@@ -11,10 +11,10 @@ from typing import Any
 from .load import SherlockError, atomic_write, read_json, write_json
 
 # %% auto 0
-__all__ = ['STAGES', 'STAGE_LABELS', 'COURSE_REFERENCE', 'COMPARISONS', 'METRICS', 'PLOTS', 'ANSWERED', 'PACKAGES', 'read_run',
-           'synthetic_run', 'paired_tests', 'score_table', 'plot_f1', 'plot_lengths', 'plot_losses', 'plot_perplexity',
-           'changes', 'never_stopped', 'versions', 'data_files', 'step_timings', 'render_md', 'render_html',
-           'report_blocks', 'build_report', 'analysis_stage']
+__all__ = ['STAGES', 'STAGE_LABELS', 'COURSE_REFERENCE', 'COMPARISONS', 'METRICS', 'PLOTS', 'ANSWERED', 'PACKAGES',
+           'ABLATION_FILE', 'read_run', 'synthetic_run', 'paired_tests', 'score_table', 'plot_f1', 'plot_lengths',
+           'plot_losses', 'plot_perplexity', 'changes', 'never_stopped', 'versions', 'data_files', 'step_timings',
+           'render_md', 'render_html', 'report_blocks', 'build_report', 'ablation_table', 'analysis_stage']
 
 # %% ../nbs/05_analysis.ipynb
 STAGES = ('base', 'base_fewshot', 'domain', 'instruct')
@@ -359,6 +359,19 @@ def build_report(run_dir:str|Path) -> dict[str, Path]:
     md = atomic_write(run['dir']/'report.md', render_md(blocks))
     page = atomic_write(run['dir']/'report.html', render_html(blocks, f"Sherlock Holmes chain: {run['dir'].name}"))
     return dict(md=md, html=page, **{f'figure_{k}': run['dir']/'figures'/f'{k}.png' for k in figures})
+
+# %% ../nbs/05_analysis.ipynb
+ABLATION_FILE = 'ablation_cpu.json'
+
+def ablation_table(path:str|Path|None=None) -> tuple[list[str], list[list[str]]]:
+    "Rows measured by `bench/ablate.py`: setting, lever, prompt, dev F1 with its 95% CI, dev EM, course F1 (final recipe only)."
+    import importlib.resources
+    path = path or Path(str(importlib.resources.files('sherlock_instruct')/'data'/ABLATION_FILE))
+    rows = read_json(path, 'ablation results').get('rows', [])
+    heads = ['setting', 'lever', 'prompt', 'dev F1', 'dev F1 95% CI', 'dev EM', 'course F1 (test)']
+    fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt'], _fmt(r['dev']['f1']), '[{:.3f}, {:.3f}]'.format(*r['dev']['f1_ci']),
+                     _fmt(r['dev']['em']), _fmt(r['course']['f1']) if 'course' in r else '']
+    return heads, [fmt(r) for r in rows]
 
 # %% ../nbs/05_analysis.ipynb
 def analysis_stage(run_dir:str|Path) -> dict[str, Path]:

@@ -12,10 +12,11 @@ import numpy as np
 from .load import SherlockError, answer_aliases, load_entries, read_json, sha256_file, write_json, atomic_write
 
 # %% auto 0
-__all__ = ['METRICS', 'ALL_METRICS', 'SEPARATOR', 'remove_articles', 'white_space_fix', 'lower', 'remove_punc',
+__all__ = ['METRICS', 'ALL_METRICS', 'SEPARATOR', 'FUNCTION_WORDS', 'remove_articles', 'white_space_fix', 'lower', 'remove_punc',
            'normalize_answer', 'evaluate_f1', 'exact_match', 'evaluation_generation', 'score_pair', 'bootstrap_means',
            'bootstrap_ci', 'paired_bootstrap', 'score_answers', 'summary', 'parse_answers_file', 'score_file',
-           'format_scores', 'add_score_args', 'score_command', 'merge_metrics', 'evaluate_stage']
+           'format_scores', 'key_words', 'leak_probes', 'leaked_questions', 'add_score_args', 'score_command',
+           'merge_metrics', 'evaluate_stage']
 
 # %% ../nbs/04_evaluate.ipynb
 def remove_articles(text:str) -> str: return re.sub(r'\b(a|an|the)\b', ' ', text)
@@ -205,6 +206,33 @@ def format_scores(scores:dict, verbose:bool=False, width:int=40) -> str:
         lines += [f"{r['i']:>3} {r['precision']:>5.2f} {r['recall']:>5.2f} {r['f1']:>5.2f} {r['exact_match']:>3.0f} "
                   f"{r['f1_aliases']:>5.2f}  {cut(r['answer']):<{width}}  {cut(r['expected'])}" for r in scores['rows']]
     return '\n'.join(lines)
+
+# %% ../nbs/04_evaluate.ipynb
+FUNCTION_WORDS = frozenset('the and are was were what which who whom whose where when why how does did that this these those his her its '
+                           'their with from for into about than then not but has have had one kind called name named often most'.split())
+
+def key_words(text:str) -> set[str]:
+    "Words of three letters or more of the normalized text, function words dropped."
+    return {w for w in normalize_answer(text).split() if len(w) > 2 and w not in FUNCTION_WORDS}
+
+def leak_probes(questions:list[dict]) -> list[tuple[str, re.Pattern, set[str]]]:
+    "(question, answer pattern, key words) for each question and each answer alias of four characters or more."
+    out = []
+    for q in questions:
+        for alt in answer_aliases(q['answer']):
+            a = normalize_answer(alt)
+            keys = key_words(q['question']) - key_words(a)
+            if len(a) >= 4 and keys: out.append((q['question'], re.compile(r'\b' + re.escape(a) + r'\b'), keys))
+    return out
+
+def leaked_questions(text:str, probes:list, window:int=30, share:float=0.5) -> list[str]:
+    "The probed questions whose answer occurs in `text` with at least `share` of their key words within `window` words."
+    norm, found = normalize_answer(text), []
+    for question, pat, keys in probes:
+        for m in pat.finditer(norm):
+            near = ' '.join(norm[:m.start()].split()[-window:] + norm[m.end():].split()[:window])
+            if len(keys & key_words(near)) / len(keys) >= share: found.append(question); break
+    return found
 
 # %% ../nbs/04_evaluate.ipynb
 def add_score_args(p:argparse.ArgumentParser) -> None:

@@ -13,10 +13,10 @@ from .load import SherlockError, COURSE_BOOKS, check_records, context_length, fi
 __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOICES', 'course_collator', 'course_tokenize',
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
            'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
-           'extra_file', 'instruct_records', 'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer',
-           'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out',
-           'fingerprint', 'prepare_staging', 'training_log', 'save_final', 'finetune_stage', 'add_finetune_args',
-           'finetune_command']
+           'extra_file', 'drop_leaks', 'book_qa_data', 'instruct_records', 'instruct_data', 'pick_precision',
+           'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora',
+           'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging', 'training_log', 'save_final',
+           'finetune_stage', 'add_finetune_args', 'finetune_command']
 
 # %% ../nbs/02_finetune.ipynb
 IGNORE_INDEX = -100  # label value the loss skips
@@ -137,6 +137,8 @@ class FinetuneParams:
     alpaca_path: str = _f('', "instruct: Alpaca JSON file ('' = DATA/alpaca/alpaca_data.json)")
     extra_data: list = _f([], "instruct: extra JSON files of {instruction, input, output} records, mixed into training")
     max_output_words: int = _f(0, "instruct: keep only Alpaca records whose output has at most N words (0 = all)")
+    book_qa: int = _f(0, "instruct: add N open-book question/answer records made from the books' sentences (01a_retrieve)")
+    book_qa_passages: int = _f(1, "instruct: passages per book_qa record (its own passage + BM25 distractors)")
     max_length: int = _f(256, "instruct: max tokens per example; the prompt is kept whole, the response cut")
     val_fraction: float = _f(0.05, "held out: the last share of each book / as many Alpaca records after the first N")
     epochs: float|None = _f(None, "epochs (course: domain 3, instruct 1)")
@@ -167,7 +169,7 @@ def resolve_params(**kw) -> FinetuneParams:
     for k, v in STAGE_DEFAULTS[p.stage].items():
         if getattr(p, k) is None: setattr(p, k, v)
     p.books, p.extra_data = [int(b) for b in p.books], [str(x) for x in p.extra_data]
-    for k in ('batch_size', 'grad_accum', 'block_size', 'max_length', 'logging_steps', 'save_steps', 'lora_r'):
+    for k in ('batch_size', 'grad_accum', 'block_size', 'max_length', 'logging_steps', 'save_steps', 'lora_r', 'book_qa_passages'):
         if int(getattr(p, k)) < 1: raise SherlockError(f"{k} must be at least 1, got {getattr(p, k)}")
     if not 0 <= p.val_fraction < 1: raise SherlockError(f"val_fraction must be in [0, 1), got {p.val_fraction}")
     if p.max_steps <= 0 and p.max_steps != -1: raise SherlockError(f"max_steps must be positive or -1 (use epochs), got {p.max_steps}")
@@ -201,8 +203,24 @@ def extra_file(f:str|Path) -> Path:
     shipped = Path(str(importlib.resources.files('sherlock_instruct')/'data'/p.name))
     return shipped if not p.exists() and p.name == str(f) and shipped.exists() else p
 
+def drop_leaks(records:list[dict], data_dir:Path|None) -> list[dict]:
+    "`records` minus any that leak a course question (see `leaked_questions`): the data folder's or the cache's question file."
+    from sherlock_instruct.evaluate import leak_probes, leaked_questions
+    from sherlock_instruct.load import DATA_LAYOUT, cache_dir, load_entries
+    where = [Path(data_dir)/DATA_LAYOUT['questions']] if data_dir else []
+    qf = next((f for f in where + [cache_dir()/Path(DATA_LAYOUT['questions']).name] if f.exists()), None)
+    if qf is None: return records
+    probes = leak_probes(load_entries(qf))
+    return [r for r in records if not leaked_questions('\n'.join(r[k] for k in INSTRUCTION_KEYS), probes)]
+
+def book_qa_data(p:FinetuneParams) -> list[dict]:
+    "`p.book_qa` open-book records from the books' sentences (01a_retrieve), none of them leaking a course question."
+    from sherlock_instruct.retrieve import BookIndex, book_qa_records
+    recs = book_qa_records(BookIndex.from_books(p.books, _data_dir(p)), p.book_qa + p.book_qa // 10 + 10, p.book_qa_passages, p.seed)
+    return drop_leaks(recs, _data_dir(p))[:p.book_qa]
+
 def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
-    "Training records (the first `alpaca_count` Alpaca records + `extra_data`) and validation records (the next ones)."
+    "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `book_qa`) and validation records (the next Alpaca ones)."
     from sherlock_instruct.load import load_alpaca
     n_val = round(p.alpaca_count * p.val_fraction)
     recs = []
@@ -213,6 +231,7 @@ def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
     train, val = recs[:p.alpaca_count], recs[p.alpaca_count:]
     for f in map(extra_file, p.extra_data):
         train = train + check_records(read_json(f, 'extra instruction file'), f, 'extra instruction file', INSTRUCTION_KEYS, ('instruction', 'output'), 'record')
+    if p.book_qa > 0: train = train + book_qa_data(p)
     if not train: raise SherlockError("no instruction data: set alpaca_count > 0 or pass extra_data files")
     return train, val
 

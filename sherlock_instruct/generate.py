@@ -8,7 +8,7 @@ import copy, json, os, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
-from .load import SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
+from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
 from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
 
 # %% auto 0
@@ -280,10 +280,13 @@ test_on_questions.__test__ = False  # a course name, not a pytest test
 
 # %% ../nbs/03_generate.ipynb
 def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
-                 seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True) -> dict:
-    "Answer the question file `questions` with `model`; write `answers.txt` and `answers.jsonl` into `out`; return a summary."
+                 seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True, passages:int=0,
+                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None) -> dict:
+    "Answer the question file `questions` with `model` (open-book with `passages` > 0); write `answers.txt` and `answers.jsonl` into `out`."
+    from sherlock_instruct.retrieve import BookIndex, open_book
     entries = load_entries(questions)
     p = as_prompt(prompt)
+    if passages: p = open_book(p.name, BookIndex.from_books(books, data_dir or None), passages)
     _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     check_output_dir(out, ANSWER_FILES, overwrite)
     tokenizer, mdl = load_model(model, gguf_file=gguf_file)
@@ -308,12 +311,14 @@ def add_generate_args(p):
     p.add_argument('--batch-size', type=int, default=16, help='questions per batch (default: 16)')
     p.add_argument('--max-new-tokens', type=int, default=24, help='most tokens per answer (default: 24)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books first (default: 0)')
+    p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
     p.add_argument('--force', action='store_true', help='replace existing answer files in --out')
 
 def generate_command(args) -> int:
     "Run `sherlock-instruct generate`: answer the questions, write the files, print the summary."
     s = run_generate(args.model, args.questions, args.out, args.prompt, args.batch_size, args.max_new_tokens, args.seed,
-                     args.force, args.gguf_file)
+                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir)
     print(f"{s['n']} answers in {s['seconds']:.1f} s ({s['tokens_per_s']} new tokens/s), stop reasons {s['stop_reasons']}")
     print(f"wrote {s['answers_txt']} and {s['answers_jsonl']}")
     return 0
@@ -323,7 +328,8 @@ DEMO_QUESTIONS = [{'question': q, 'answer': a} for q, a in [('What is the capita
                   ('What gas do plants take in from the air?', 'Carbon dioxide.'), ('Who painted the Mona Lisa?', 'Leonardo da Vinci.')]]
 
 def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
-                   seed:int=0, overwrite:bool=False) -> dict:
+                   seed:int=0, overwrite:bool=False,
+                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='') -> dict:
     "The generate step of a run: answer `questions` (path, '' = the course's file) with `model` into `out` ('' = a temp folder)."
     if not questions:
         data = find_data_dir()
@@ -334,4 +340,5 @@ def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='few
         questions = str(qf)
     out = out or tempfile.mkdtemp(prefix=f'sherlock-generate-{stage}-')
     return dict(stage=stage, questions=str(questions), **run_generate(model, questions, out, prompt, batch_size, max_new_tokens,
-                                                                       seed, overwrite, progress=False))
+                                                                       seed, overwrite, progress=False, passages=passages,
+                                                                       books=books, data_dir=data_dir))

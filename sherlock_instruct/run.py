@@ -242,18 +242,19 @@ def plan_chain(p:dict, run:Path, data:dict) -> list[dict]:
     R, q = Path(run), str(data['questions'])
     fetched = [str(f) for f in data.get('fetched', [])]   # files the 00_load step downloads: its outputs, not its inputs
     shared = {k: p[k] for k in SHARED if k in p} | {'overwrite': True}
+    books = shared | {'data_dir': p['data_dir'], 'books': p['books']}   # the finetune and open-book generate steps read the books
     files = dict(domain=list(data.get('books', {}).values()), instruct=[data['alpaca']] if data.get('alpaca') else [])
     model_of = dict(base=p['model'], base_fewshot=p['model'], domain=str(R/'models'/'domain'), instruct=str(R/'models'/'instruct'))
     def inrun(m): return [m] if str(m).startswith(str(R)) else []
     def answer(stage):
         out, gen = R/stage, _section(p.get('generate', {}), stage)
-        return [_step('03_generate', stage, dict(stage=stage, model=model_of[stage], questions=q, out=str(out)), gen, shared,
+        return [_step('03_generate', stage, dict(stage=stage, model=model_of[stage], questions=q, out=str(out)), gen, books,
                       [*inrun(model_of[stage]), q], [out/'answers.jsonl', out/'answers.txt']),
                 _step('04_evaluate', stage, dict(stage=stage, answers=str(out/'answers.jsonl'), questions=q, out=str(out), metrics=str(R/'metrics.json')),
                       _section(p.get('evaluate', {}), stage), shared, [out/'answers.jsonl', q], [out/'scores.json'])]
     def train(stage, model):
         return [_step('02_finetune', stage, dict(stage=stage, model=model, out=str(R/'models'/stage)), p.get(stage, {}),
-                      shared | {'data_dir': p['data_dir'], 'books': p['books']}, [*inrun(model), *files[stage]], [R/'models'/stage])]
+                      books, [*inrun(model), *files[stage]], [R/'models'/stage])]
     load = _step('00_load', 'data', dict(run_dir=str(R)), p.get('load', {}), shared | dict(model=p['model'], data_dir=p['data_dir'],
                  books=p['books'], questions='' if q in fetched else q, download=bool(fetched),
                  alpaca_count=p.get('instruct', {}).get('alpaca_count', 5000)),
