@@ -151,8 +151,9 @@ def _blank(words:list[str], names:set[str], rng:random.Random, idf:dict[str, flo
     blanked = ' '.join(words[:i] + ['___' + tail] + words[i + m:])
     return f'Which word or name fills the blank: "{blanked}"?', ' '.join(words[i:i + m]).strip(',;:.!?') + '.'
 
-def sentence_question(sentence:str, names:set[str], rng:random.Random, idf:dict[str, float]={}, min_idf:float=4.0) -> tuple[str, str]|None:
+def sentence_question(sentence:str, names:set[str], rng:random.Random, idf:dict[str, float]|None=None, min_idf:float=4.0) -> tuple[str, str]|None:
     "A (question, answer) pair from one book sentence of 6-40 words: 'Who …?' for a leading name, else a blank; None if neither fits."
+    idf = idf or {}
     words = re.sub(r'["“”]|(?<!\w)[‘’\']|[‘’\'](?!\w)', '', sentence).split()   # quotes go, apostrophes inside words stay
     if not 6 <= len(words) <= 40: return None
     return _who(words, names) or _blank(words, names, rng, idf, min_idf)
