@@ -49,11 +49,11 @@ def main(argv=None) -> int:
     ap.add_argument('--course', action='store_true', help='also score the course questions (final recipe only)')
     ap.add_argument('--data-dir', default='', help='data folder (default: found automatically)')
     a = ap.parse_args(argv)
-    from sherlock_instruct.load import find_data_dir, load_entries, load_model, write_json
+    from sherlock_instruct.load import find_data_dir, load_entries, load_model, package_data, write_json
     from sherlock_instruct.generate import as_prompt
     from sherlock_instruct.retrieve import BookIndex, open_book
     data = Path(a.data_dir) if a.data_dir else find_data_dir()
-    dev = load_entries(ROOT/'sherlock_instruct'/'data'/'dev_questions.json')
+    dev = load_entries(package_data('dev_questions.json'))
     index = BookIndex.from_books(data_dir=data)
     res = Path(a.results)
     for spec in map(parse_row, a.row):

@@ -365,8 +365,8 @@ ABLATION_FILE = 'ablation_cpu.json'
 
 def ablation_table(path:str|Path|None=None) -> tuple[list[str], list[list[str]]]:
     "Rows measured by `bench/ablate.py`: setting, lever, prompt, dev F1 with its 95% CI, dev EM, course F1 (final recipe only)."
-    import importlib.resources
-    path = path or Path(str(importlib.resources.files('sherlock_instruct')/'data'/ABLATION_FILE))
+    from sherlock_instruct.load import package_data
+    path = path or package_data(ABLATION_FILE)
     rows = read_json(path, 'ablation results').get('rows', [])
     heads = ['setting', 'lever', 'prompt', 'dev F1', 'dev F1 95% CI', 'dev EM', 'course F1 (test)']
     fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt'], _fmt(r['dev']['f1']), '[{:.3f}, {:.3f}]'.format(*r['dev']['f1_ci']),

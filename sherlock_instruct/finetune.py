@@ -13,9 +13,9 @@ from .load import SherlockError, COURSE_BOOKS, check_records, context_length, fi
 __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOICES', 'course_collator', 'course_tokenize',
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
            'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
-           'extra_file', 'drop_leaks', 'book_qa_data', 'instruct_records', 'instruct_data', 'pick_precision',
-           'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora',
-           'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging', 'training_log', 'save_final',
+           'extra_file', 'record_text', 'drop_leaks', 'book_qa_data', 'instruct_records', 'instruct_data',
+           'pick_precision', 'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny', 'answer_lengths',
+           'apply_lora', 'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging', 'training_log', 'save_final',
            'finetune_stage', 'add_finetune_args', 'finetune_command']
 
 # %% ../nbs/02_finetune.ipynb
@@ -198,10 +198,14 @@ def domain_data(p:FinetuneParams, tokenizer, model) -> tuple[list[dict], list[di
 
 def extra_file(f:str|Path) -> Path:
     "An extra instruction file: a path, or the bare name of a JSON file shipped in the package (`short_qa.json`)."
-    import importlib.resources
+    from sherlock_instruct.load import package_data
     p = Path(f)
-    shipped = Path(str(importlib.resources.files('sherlock_instruct')/'data'/p.name))
+    shipped = package_data(p.name)
     return shipped if not p.exists() and p.name == str(f) and shipped.exists() else p
+
+def record_text(r:dict) -> str:
+    "An instruction record's instruction, input and output as one text (what the leak check reads)."
+    return '\n'.join(r.get(k, '') for k in INSTRUCTION_KEYS)
 
 def drop_leaks(records:list[dict], data_dir:Path|None) -> list[dict]:
     "`records` minus any that leak a course question (see `leaked_questions`): the data folder's or the cache's question file."
@@ -211,7 +215,7 @@ def drop_leaks(records:list[dict], data_dir:Path|None) -> list[dict]:
     qf = next((f for f in where + [cache_dir()/Path(DATA_LAYOUT['questions']).name] if f.exists()), None)
     if qf is None: return records
     probes = leak_probes(load_entries(qf))
-    return [r for r in records if not leaked_questions('\n'.join(r[k] for k in INSTRUCTION_KEYS), probes)]
+    return [r for r in records if not leaked_questions(record_text(r), probes)]
 
 def book_qa_data(p:FinetuneParams) -> list[dict]:
     "`p.book_qa` open-book records from the books' sentences (01a_retrieve), none of them leaking a course question."

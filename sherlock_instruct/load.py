@@ -10,11 +10,11 @@ from typing import Any
 
 # %% auto 0
 __all__ = ['MODEL_ALIASES', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL', 'QUESTIONS_SHA256',
-           'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file', 'cache_dir', 'resolve_model',
-           'context_length', 'pick_device', 'pick_dtype', 'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model',
-           'read_json', 'check_records', 'load_entries', 'find_data_dir', 'data_paths', 'answer_aliases',
-           'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url', 'read_text',
-           'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
+           'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file', 'cache_dir', 'package_data',
+           'resolve_model', 'context_length', 'pick_device', 'pick_dtype', 'convert_gguf', 'load_model',
+           'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries', 'find_data_dir', 'data_paths',
+           'answer_aliases', 'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url',
+           'read_text', 'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
 
 # %% ../nbs/00_load.ipynb
 class SherlockError(ValueError):
@@ -60,6 +60,11 @@ def cache_dir() -> Path:
     d = Path(os.environ.get('SHERLOCK_CACHE', Path.home()/'.cache'/'sherlock_instruct'))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+def package_data(name:str) -> Path:
+    "The path of a file shipped in the package's `data/` folder (dev questions, short_qa.json, the ablation results)."
+    import importlib.resources
+    return Path(str(importlib.resources.files('sherlock_instruct')/'data'/name))
 
 # %% ../nbs/00_load.ipynb
 MODEL_ALIASES = {

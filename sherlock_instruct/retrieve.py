@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math, random, re
 from collections import Counter
+from fastcore.basics import patch
 from .load import SherlockError, COURSE_BOOKS, load_books
 from .prompts import Prompt, alpaca_build_prompt, get_prompt
 
@@ -61,6 +62,7 @@ class BookIndex:
         return cls(book_passages(load_books(ebooks, data_dir), words))
 
 # %% ../nbs/01a_retrieve.ipynb
+@patch
 def _bm25(self:BookIndex, query:str) -> dict[int, float]:
     "BM25 score of every passage sharing a term with `query`."
     scores: dict[int, float] = {}
@@ -70,17 +72,17 @@ def _bm25(self:BookIndex, query:str) -> dict[int, float]:
             scores[i] = scores.get(i, 0.0) + self.idf[w] * f * (self.k1 + 1) / norm
     return scores
 
-def _search(self:BookIndex, query:str, k:int=1, exclude:int|None=None) -> list[int]:
+@patch
+def search(self:BookIndex, query:str, k:int=1, exclude:int|None=None) -> list[int]:
     "Indices of the `k` best passages for `query`, best first (`exclude`: a passage to leave out)."
-    scores = _bm25(self, query)
+    scores = self._bm25(query)
     ranked = sorted((i for i in scores if i != exclude), key=lambda i: (-scores[i], i))
     return ranked[:k]
 
-def _context(self:BookIndex, query:str, k:int=1) -> str:
+@patch
+def context(self:BookIndex, query:str, k:int=1) -> str:
     "The `k` best passages for `query` as `Passage: …` blocks, best last."
     return '\n\n'.join('Passage: ' + self.passages[i]['text'] for i in reversed(self.search(query, k)))
-
-BookIndex.search, BookIndex.context = _search, _context
 
 # %% ../nbs/01a_retrieve.ipynb
 OPEN_BOOK_INSTRUCTION = "Answer the question about the Sherlock Holmes stories in a few words, using the passages."

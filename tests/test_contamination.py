@@ -6,19 +6,13 @@ instruction records of each preset's recipe (Alpaca as filtered, the shipped ext
 books), our development set and the prompt texts, and show first that it flags a planted leak, so they can fail.
 """
 import json
-from pathlib import Path
 import pytest
-from sherlock_instruct.load import load_entries
+from sherlock_instruct.load import load_entries, package_data
 from sherlock_instruct.evaluate import leak_probes, leaked_questions
 from sherlock_instruct.retrieve import OPEN_BOOK_SHOT, OPEN_BOOK_HEAD, OPEN_BOOK_INSTRUCTION
 from sherlock_instruct.prompts import FEWSHOT_EXAMPLES, SHORT_INSTRUCTION
 from sherlock_instruct.run import load_preset
-from sherlock_instruct.finetune import resolve_params, instruct_records, drop_leaks, INSTRUCTION_KEYS
-
-DEV = Path(__file__).resolve().parents[1]/'sherlock_instruct'/'data'/'dev_questions.json'
-
-
-def record_text(r:dict) -> str: return '\n'.join(r.get(k, '') for k in INSTRUCTION_KEYS)
+from sherlock_instruct.finetune import resolve_params, instruct_records, drop_leaks, record_text
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +43,7 @@ def test_training_records_do_not_leak(data_dir, probes, preset):
 
 
 def test_dev_set_and_prompts_do_not_leak(probes):
-    dev = json.loads(DEV.read_text())
+    dev = json.loads(package_data('dev_questions.json').read_text())
     texts = [f"{d['question']}\n{d['answer']}\n{d.get('evidence', '')}" for d in dev]
     texts += [f"{q}\n{a}" for q, a in FEWSHOT_EXAMPLES] + [SHORT_INSTRUCTION, OPEN_BOOK_SHOT, OPEN_BOOK_HEAD, OPEN_BOOK_INSTRUCTION]
     bad = [(t[:80], q) for t in texts if (q := leaked_questions(t, probes))]
