@@ -21,7 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_PATH = REPO/'sherlock_instruct'/'data'/'dev_questions.json'
-FIELDS = {'question': str, 'answer': str, 'aliases': list, 'story': str, 'book': int, 'evidence': str}
+FIELDS = {'question': str, 'answer': str, 'aliases': list, 'story': str, 'book': int, 'evidence': str, 'scope': str}
+SCOPES = ('passage', 'canon')   # a fact one passage states / a fact the canon knows well (characters, famous objects and sayings)
 BOOKS = {2097: 'The Sign of the Four', 1661: 'The Adventures of Sherlock Holmes', 834: 'The Memoirs of Sherlock Holmes',
          2852: 'The Hound of the Baskervilles', 2350: 'His Last Bow', 221: 'The Return of Sherlock Holmes'}
 STOP = {'the', 'a', 'an', 'of', 'and', 'mr', 'mrs', 'dr', 'miss', 'sir', 'lord', 'his', 'her', 'no', 'to', 'in', 'is', 'what',
@@ -64,6 +65,7 @@ def field_problems(item: dict) -> list[str]:
     if not 1 <= len(item['answer'].split()) <= 5: probs.append(f"answer has {len(item['answer'].split())} words (want 1-5)")
     if item['book'] not in BOOKS: probs.append(f"book {item['book']} is not a course book")
     if not item['question'].strip().endswith('?'): probs.append('question does not end with "?"')
+    if item['scope'] not in SCOPES: probs.append(f"scope {item['scope']!r} is not one of {SCOPES}")
     return probs
 
 

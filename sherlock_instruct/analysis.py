@@ -363,14 +363,18 @@ def build_report(run_dir:str|Path) -> dict[str, Path]:
 # %% ../nbs/05_analysis.ipynb
 ABLATION_FILE = 'ablation_cpu.json'
 
+def _f1_ci(d:dict|None) -> str:
+    "F1 with its 95% CI, or blank."
+    return '' if not d else '{} [{:.3f}, {:.3f}]'.format(_fmt(d['f1']), *d['f1_ci'])
+
 def ablation_table(path:str|Path|None=None) -> tuple[list[str], list[list[str]]]:
-    "Rows measured by `bench/ablate.py`: setting, lever, prompt, dev F1 with its 95% CI, dev EM, course F1 (final recipe only)."
+    "Rows measured by `bench/ablate.py`: setting, lever, prompt, dev F1 [95% CI] per scope, course F1 (final recipe only)."
     from sherlock_instruct.load import package_data
     path = path or package_data(ABLATION_FILE)
     rows = read_json(path, 'ablation results').get('rows', [])
-    heads = ['setting', 'lever', 'prompt', 'dev F1', 'dev F1 95% CI', 'dev EM', 'course F1 (test)']
-    fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt'], _fmt(r['dev']['f1']), '[{:.3f}, {:.3f}]'.format(*r['dev']['f1_ci']),
-                     _fmt(r['dev']['em']), _fmt(r['course']['f1']) if 'course' in r else '']
+    heads = ['setting', 'lever', 'prompt', 'dev F1, passage (134)', 'dev F1, canon (46)', 'course F1 (test)']
+    fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt'], _f1_ci(r['dev'].get('passage')), _f1_ci(r['dev'].get('canon')),
+                     _fmt(r['course']['f1']) if 'course' in r else '']
     return heads, [fmt(r) for r in rows]
 
 # %% ../nbs/05_analysis.ipynb

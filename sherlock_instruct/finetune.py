@@ -13,10 +13,10 @@ from .load import SherlockError, COURSE_BOOKS, check_records, context_length, fi
 __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOICES', 'course_collator', 'course_tokenize',
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
            'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
-           'extra_file', 'record_text', 'drop_leaks', 'book_qa_data', 'instruct_records', 'instruct_data',
-           'pick_precision', 'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny', 'answer_lengths',
-           'apply_lora', 'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging', 'training_log', 'save_final',
-           'finetune_stage', 'add_finetune_args', 'finetune_command']
+           'extra_file', 'record_text', 'drop_leaks', 'book_qa_data', 'unanswerable_data', 'instruct_records',
+           'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny',
+           'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging',
+           'training_log', 'save_final', 'finetune_stage', 'add_finetune_args', 'finetune_command']
 
 # %% ../nbs/02_finetune.ipynb
 IGNORE_INDEX = -100  # label value the loss skips
@@ -139,6 +139,7 @@ class FinetuneParams:
     max_output_words: int = _f(0, "instruct: keep only Alpaca records whose output has at most N words (0 = all)")
     book_qa: int = _f(0, "instruct: add N open-book question/answer records made from the books' sentences (01a_retrieve)")
     book_qa_passages: int = _f(1, "instruct: passages per book_qa record (its own passage + BM25 distractors)")
+    unanswerable: int = _f(0, "instruct: add N open-book records whose one passage lacks the answer, answered 'Unknown.' (01a_retrieve)")
     max_length: int = _f(256, "instruct: max tokens per example; the prompt is kept whole, the response cut")
     val_fraction: float = _f(0.05, "held out: the last share of each book / as many Alpaca records after the first N")
     epochs: float|None = _f(None, "epochs (course: domain 3, instruct 1)")
@@ -223,8 +224,14 @@ def book_qa_data(p:FinetuneParams) -> list[dict]:
     recs = book_qa_records(BookIndex.from_books(p.books, _data_dir(p)), p.book_qa + p.book_qa // 10 + 10, p.book_qa_passages, p.seed)
     return drop_leaks(recs, _data_dir(p))[:p.book_qa]
 
+def unanswerable_data(p:FinetuneParams) -> list[dict]:
+    "`p.unanswerable` records whose one passage lacks the answer (01a_retrieve), none of them leaking a course question."
+    from sherlock_instruct.retrieve import BookIndex, unanswerable_records
+    n = p.unanswerable + p.unanswerable // 10 + 10
+    return drop_leaks(unanswerable_records(BookIndex.from_books(p.books, _data_dir(p)), n, 1, p.seed + 1), _data_dir(p))[:p.unanswerable]
+
 def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
-    "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `book_qa`) and validation records (the next Alpaca ones)."
+    "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `unanswerable` + `book_qa`) and validation records (the next Alpaca ones)."
     from sherlock_instruct.load import load_alpaca
     n_val = round(p.alpaca_count * p.val_fraction)
     recs = []
@@ -235,6 +242,7 @@ def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
     train, val = recs[:p.alpaca_count], recs[p.alpaca_count:]
     for f in map(extra_file, p.extra_data):
         train = train + check_records(read_json(f, 'extra instruction file'), f, 'extra instruction file', INSTRUCTION_KEYS, ('instruction', 'output'), 'record')
+    if p.unanswerable > 0: train = train + unanswerable_data(p)
     if p.book_qa > 0: train = train + book_qa_data(p)
     if not train: raise SherlockError("no instruction data: set alpaca_count > 0 or pass extra_data files")
     return train, val

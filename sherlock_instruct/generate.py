@@ -4,19 +4,22 @@
 
 # %% ../nbs/03_generate.ipynb 6
 from __future__ import annotations
-import copy, json, os, tempfile, time, warnings
+import copy, json, math, os, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
 from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
+from .evaluate import key_words
+from .retrieve import OPEN_BOOK, BookIndex, open_book
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts',
-           'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts', 'as_prompt',
-           'generate_records', 'generate_answers', 'format_answers', 'check_output_dir', 'save_answers',
-           'write_answers', 'AnswerGenerator', 'process_entry', 'test_on_questions', 'run_generate',
-           'add_generate_args', 'generate_command', 'generate_stage']
+__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'NO_ANSWER', 'ANSWER_FILES', 'DEMO_QUESTIONS',
+           'sampling_settings', 'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch',
+           'generate_texts', 'as_prompt', 'generate_records', 'generate_answers', 'echo_answer', 'pick_answer',
+           'read_each', 'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator',
+           'process_entry', 'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command',
+           'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
@@ -132,12 +135,14 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
     cache.batch_repeat_interleave(len(seqs))
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos[:, P:], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     pos = pos[:, -1:] + 1
-    rows, new, why = list(range(len(seqs))), [[] for _ in seqs], ['length'] * len(seqs)
+    rows, new, why, lp = list(range(len(seqs))), [[] for _ in seqs], ['length'] * len(seqs), [0.0] * len(seqs)
     for step in range(max_new_tokens):
         nxt = _pick(logits, warpers, generator)
+        got = logits.float().log_softmax(-1).gather(-1, nxt[:, None])[:, 0].tolist()  # the model's log p of each pick
         keep = []
         for j, (r, t) in enumerate(zip(rows, nxt.tolist())):
             new[r].append(t)
+            lp[r] += got[j]
             if t in eos: why[r] = 'eos'
             elif _has_stop(tokenizer.decode(new[r]), stop): why[r] = 'stop_string'
             else: keep.append(j)
@@ -150,12 +155,12 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits[:, -1]
         pos = pos + 1
     return [dict(answer=apply_stop(tokenizer.decode(n[:-1] if w == 'eos' else n, skip_special_tokens=True), stop),
-                 new_tokens=len(n), stop_reason=w) for n, w in zip(new, why)]
+                 new_tokens=len(n), stop_reason=w, logprob=l) for n, w, l in zip(new, why, lp)]
 
 # %% ../nbs/03_generate.ipynb
 def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STOP, batch_size:int=16, max_new_tokens:int=24,
                    share_prefix:bool=True, seed:int=0, progress:bool=True, **generation_kwargs) -> list[dict]:
-    "Answer each prompt text: `{answer, new_tokens, stop_reason, prompt_tokens, truncated}` per text, in order."
+    "Answer each prompt text: `{answer, new_tokens, stop_reason, logprob, prompt_tokens, truncated}` per text, in order."
     import torch
     from tqdm.auto import tqdm
     texts = list(texts)
@@ -193,23 +198,62 @@ def _question(e) -> str:
         raise SherlockError(f"each entry must be a question string or a dict with a string 'question', got {e!r:.80}")
     return e['question']
 
+def _settings(model, name:str, stop:list[str], batch_size:int, max_new_tokens:int, share_prefix:bool, seed:int, **generation_kwargs) -> dict:
+    "The generation settings recorded with every answer."
+    return dict(prompt=name, stop=stop, batch_size=batch_size, max_new_tokens=max_new_tokens, share_prefix=share_prefix, seed=seed,
+                **sampling_settings(**generation_kwargs), device=str(model.device), dtype=str(model.dtype).replace('torch.', ''))
+
+def _records(entries:list, outs:list[dict], settings:dict) -> list[dict]:
+    "One record per entry from its generated output."
+    return [dict(index=i, question=_question(e), answer=o['answer'], expected='' if isinstance(e, str) else e.get('answer', ''),
+                 prompt=settings['prompt'], settings=settings, **{k: v for k, v in o.items() if k != 'answer'})
+            for i, (e, o) in enumerate(zip(entries, outs))]
+
 def generate_records(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=16, max_new_tokens:int=24,
                      stop:list[str]|None=None, share_prefix:bool=True, seed:int=0, progress:bool=True, **generation_kwargs) -> list[dict]:
-    "One record per entry: question, answer, expected, prompt name, generation settings, new tokens, stop reason."
+    "One record per entry: question, answer, expected, prompt name, generation settings, new tokens, stop reason, log p."
     p = as_prompt(prompt)
     stop = list(p.stop if stop is None else stop)
-    settings = dict(prompt=p.name, stop=stop, batch_size=batch_size, max_new_tokens=max_new_tokens, share_prefix=share_prefix, seed=seed,
-                    **sampling_settings(**generation_kwargs), device=str(model.device), dtype=str(model.dtype).replace('torch.', ''))
+    settings = _settings(model, p.name, stop, batch_size, max_new_tokens, share_prefix, seed, **generation_kwargs)
     outs = generate_texts(model, tokenizer, [p.build(_question(e)) for e in entries], stop, batch_size, max_new_tokens,
                           share_prefix, seed, progress, **generation_kwargs)
-    return [dict(index=i, question=_question(e), answer=o['answer'], expected='' if isinstance(e, str) else e.get('answer', ''),
-                 prompt=p.name, settings=settings, **{k: v for k, v in o.items() if k != 'answer'})
-            for i, (e, o) in enumerate(zip(entries, outs))]
+    return _records(entries, outs, settings)
 
 def generate_answers(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=16, max_new_tokens:int=24,
                      **generation_kwargs) -> list[str]:
     "Only the answer text of each entry (see `generate_records` for the options)."
     return [r['answer'] for r in generate_records(model, tokenizer, entries, prompt, batch_size, max_new_tokens, **generation_kwargs)]
+
+# %% ../nbs/03_generate.ipynb
+READ_ALPHA, READ_T, NO_ANSWER = 0.25, 8.0, 'Unknown.'
+
+def echo_answer(answer:str, frame:str) -> bool:
+    "Does `answer` only repeat the prompt `frame` around the passage (or say `NO_ANSWER`)? True when it has no key word outside `frame`."
+    words = key_words(answer)
+    return not words or words <= key_words(frame) | key_words(NO_ANSWER)
+
+def pick_answer(cands:list[dict], frame:str, alpha:float=READ_ALPHA, T:float=READ_T) -> int:
+    "Index of the candidate `{answer, logprob, new_tokens, bm25}` to keep: echoes of `frame` left out, then the best score."
+    if not cands: raise SherlockError("no candidate answers to pick from")
+    score = [c['logprob'] / max(c['new_tokens'], 1) ** alpha + c['bm25'] / T for c in cands]
+    ok = [i for i, c in enumerate(cands) if not echo_answer(c['answer'], frame)] or range(len(cands))
+    return max(ok, key=lambda i: (score[i], -i))
+
+# %% ../nbs/03_generate.ipynb
+def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int=5, batch_size:int=16, max_new_tokens:int=24,
+              seed:int=0, progress:bool=True, **generation_kwargs) -> list[dict]:
+    "Open book, one passage at a time: answer from each of the `k` best passages alone, keep `pick_answer`'s choice."
+    p = open_book(prompt, index, 1)     # checks the prompt; the chosen answer was read with this prompt and one passage
+    if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
+    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+each{k}"
+    jobs = [(n, i, s) for n, q in enumerate(qs) for i, s in (index.ranked(q, k) or [(None, 0.0)])]
+    texts = [build(qs[n], '' if i is None else 'Passage: ' + index.passages[i]['text']) for n, i, _ in jobs]
+    outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, **generation_kwargs)
+    cands = [[] for _ in qs]
+    for (n, i, s), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4)))
+    keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens')
+    chosen = [dict(c[pick_answer(c, build(q, ''))], candidates=[{f: x[f] for f in keep} for x in c]) for q, c in zip(qs, cands)]
+    return _records(entries, chosen, _settings(model, name, p.stop, batch_size, max_new_tokens, True, seed, **generation_kwargs))
 
 # %% ../nbs/03_generate.ipynb
 ANSWER_FILES = ('answers.txt', 'answers.jsonl')
@@ -281,17 +325,22 @@ test_on_questions.__test__ = False  # a course name, not a pytest test
 # %% ../nbs/03_generate.ipynb
 def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                  seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True, passages:int=0,
-                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None) -> dict:
+                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together') -> dict:
     "Answer the question file `questions` with `model` (open-book with `passages` > 0); write `answers.txt` and `answers.jsonl` into `out`."
-    from sherlock_instruct.retrieve import BookIndex, open_book
+    if read not in ('together', 'each'): raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages) or 'each'")
     entries = load_entries(questions)
     p = as_prompt(prompt)
-    if passages: p = open_book(p.name, BookIndex.from_books(books, data_dir or None), passages)
+    index = BookIndex.from_books(books, data_dir or None) if passages else None
+    if passages:   # open_book also checks that the prompt has an open-book form, before any model is loaded
+        one = open_book(p.name, index, passages if read == 'together' else 1)
+        p = one if read == 'together' else Prompt(f"{p.name}+each{passages}", one.build, one.stop, f"{one.description}, one at a time")
     _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     check_output_dir(out, ANSWER_FILES, overwrite)
     tokenizer, mdl = load_model(model, gguf_file=gguf_file)
     t0 = time.perf_counter()
-    records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
+    if passages and read == 'each':
+        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress)
+    else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
     secs = time.perf_counter() - t0
     for r in records: r['settings']['model'] = str(model)
     paths = write_answers(out, records, overwrite)
@@ -312,13 +361,15 @@ def add_generate_args(p):
     p.add_argument('--max-new-tokens', type=int, default=24, help='most tokens per answer (default: 24)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books first (default: 0)')
+    p.add_argument('--read', default='together', choices=('together', 'each'),
+                   help="open book: 'together' = all passages in one prompt, 'each' = answer from each passage alone and keep the best (default: together)")
     p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
     p.add_argument('--force', action='store_true', help='replace existing answer files in --out')
 
 def generate_command(args) -> int:
     "Run `sherlock-instruct generate`: answer the questions, write the files, print the summary."
     s = run_generate(args.model, args.questions, args.out, args.prompt, args.batch_size, args.max_new_tokens, args.seed,
-                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir)
+                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir, read=args.read)
     print(f"{s['n']} answers in {s['seconds']:.1f} s ({s['tokens_per_s']} new tokens/s), stop reasons {s['stop_reasons']}")
     print(f"wrote {s['answers_txt']} and {s['answers_jsonl']}")
     return 0
@@ -329,7 +380,7 @@ DEMO_QUESTIONS = [{'question': q, 'answer': a} for q, a in [('What is the capita
 
 def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                    seed:int=0, overwrite:bool=False,
-                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='') -> dict:
+                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='', read:str='together') -> dict:
     "The generate step of a run: answer `questions` (path, '' = the course's file) with `model` into `out` ('' = a temp folder)."
     if not questions:
         data = find_data_dir()
@@ -341,4 +392,4 @@ def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='few
     out = out or tempfile.mkdtemp(prefix=f'sherlock-generate-{stage}-')
     return dict(stage=stage, questions=str(questions), **run_generate(model, questions, out, prompt, batch_size, max_new_tokens,
                                                                        seed, overwrite, progress=False, passages=passages,
-                                                                       books=books, data_dir=data_dir))
+                                                                       books=books, data_dir=data_dir, read=read))

@@ -4,16 +4,17 @@
 
 # %% ../nbs/01a_retrieve.ipynb 5
 from __future__ import annotations
-import math, random, re
+import itertools, math, random, re
 from collections import Counter
 from fastcore.basics import patch
 from .load import SherlockError, COURSE_BOOKS, load_books
 from .prompts import Prompt, alpaca_build_prompt, get_prompt
+from .evaluate import normalize_answer
 
 # %% auto 0
-__all__ = ['STOPWORDS', 'OPEN_BOOK_INSTRUCTION', 'OPEN_BOOK_HEAD', 'OPEN_BOOK_SHOT', 'OPEN_BOOK', 'book_passages', 'index_terms',
-           'BookIndex', 'open_book_alpaca', 'open_book_fewshot', 'open_book', 'name_words', 'sentence_question',
-           'book_qa_records']
+__all__ = ['STOPWORDS', 'OPEN_BOOK_INSTRUCTION', 'OPEN_BOOK_HEAD', 'OPEN_BOOK_SHOT', 'OPEN_BOOK', 'NO_ANSWER', 'book_passages',
+           'index_terms', 'BookIndex', 'open_book_alpaca', 'open_book_fewshot', 'open_book', 'name_words',
+           'sentence_question', 'qa_record', 'book_qa_records', 'unanswerable_records']
 
 # %% ../nbs/01a_retrieve.ipynb
 def book_passages(books:dict[int, str], words:int=120) -> list[dict]:
@@ -73,11 +74,16 @@ def _bm25(self:BookIndex, query:str) -> dict[int, float]:
     return scores
 
 @patch
+def ranked(self:BookIndex, query:str, k:int=1, exclude:int|None=None) -> list[tuple[int, float]]:
+    "The `k` best passages for `query` as (index, BM25 score), best first (`exclude`: a passage to leave out)."
+    scores = self._bm25(query)
+    best = sorted((i for i in scores if i != exclude), key=lambda i: (-scores[i], i))
+    return [(i, scores[i]) for i in best[:k]]
+
+@patch
 def search(self:BookIndex, query:str, k:int=1, exclude:int|None=None) -> list[int]:
     "Indices of the `k` best passages for `query`, best first (`exclude`: a passage to leave out)."
-    scores = self._bm25(query)
-    ranked = sorted((i for i in scores if i != exclude), key=lambda i: (-scores[i], i))
-    return ranked[:k]
+    return [i for i, _ in self.ranked(query, k, exclude)]
 
 @patch
 def context(self:BookIndex, query:str, k:int=1) -> str:
@@ -161,11 +167,15 @@ def sentence_question(sentence:str, names:set[str], rng:random.Random, idf:dict[
     return _who(words, names) or _blank(words, names, rng, idf, min_idf)
 
 # %% ../nbs/01a_retrieve.ipynb
-def book_qa_records(index:BookIndex, n:int, k:int=1, seed:int=0, names:set[str]|None=None, min_idf:float=4.0) -> list[dict]:
-    "`n` open-book instruction records from the indexed books' own sentences: the source passage plus `k-1` BM25 distractors."
+def qa_record(index:BookIndex, ids:list[int], question:str, answer:str) -> dict:
+    "An open-book instruction record: the passages `ids` and the question as input, `answer` as output."
+    context = '\n\n'.join('Passage: ' + index.passages[j]['text'] for j in ids)
+    return {'instruction': OPEN_BOOK_INSTRUCTION, 'input': f"{context}\n\nQuestion: {question}", 'output': answer}
+
+def _book_qa(index:BookIndex, k:int, seed:int, names:set[str]|None, min_idf:float):
+    "(record, source passage, question, answer) for the passages in a seeded random order, one question per passage."
     rng = random.Random(seed)
     names = name_words([p['text'] for p in index.passages]) if names is None else names
-    out = []
     for i in rng.sample(range(len(index.passages)), len(index.passages)):
         sents = _SENT.split(index.passages[i]['text'])
         qa = next((x for s in rng.sample(sents, len(sents)) if (x := sentence_question(s, names, rng, index.idf, min_idf))), None)
@@ -174,7 +184,21 @@ def book_qa_records(index:BookIndex, n:int, k:int=1, seed:int=0, names:set[str]|
         ids += [j for j in rng.sample(range(len(index.passages)), min(k + 1, len(index.passages))) if j != i and j not in ids][:k - 1 - len(ids)]
         ids.append(i)
         rng.shuffle(ids)
-        context = '\n\n'.join('Passage: ' + index.passages[j]['text'] for j in ids)
-        out.append({'instruction': OPEN_BOOK_INSTRUCTION, 'input': f"{context}\n\nQuestion: {qa[0]}", 'output': qa[1]})
+        yield qa_record(index, ids, *qa), i, *qa
+
+def book_qa_records(index:BookIndex, n:int, k:int=1, seed:int=0, names:set[str]|None=None, min_idf:float=4.0) -> list[dict]:
+    "`n` open-book instruction records from the indexed books' own sentences: the source passage plus `k-1` BM25 distractors."
+    return [r for r, *_ in itertools.islice(_book_qa(index, k, seed, names, min_idf), n)]
+
+# %% ../nbs/01a_retrieve.ipynb
+NO_ANSWER = 'Unknown.'
+
+def unanswerable_records(index:BookIndex, n:int, k:int=1, seed:int=1, names:set[str]|None=None, min_idf:float=4.0) -> list[dict]:
+    "`n` open-book records whose `k` passages (BM25 neighbours of a book sentence's question) lack its answer; output `NO_ANSWER`."
+    out = []
+    for _, i, question, answer in _book_qa(index, 1, seed, names, min_idf):
+        a = normalize_answer(answer)
+        ids = [j for j in index.search(question, k + 5, exclude=i) if a not in normalize_answer(index.passages[j]['text'])][:k]
+        if len(ids) == k: out.append(qa_record(index, ids, question, NO_ANSWER))
         if len(out) == n: break
     return out

@@ -35,9 +35,9 @@ def test_check_flags_a_planted_leak(data_dir, course, probes):
 @pytest.mark.parametrize('preset', ['cpu', 'colab'])
 def test_training_records_do_not_leak(data_dir, probes, preset):
     ins = load_preset(preset)['instruct']
-    keys = ('alpaca_count', 'max_output_words', 'extra_data', 'book_qa', 'book_qa_passages')
+    keys = ('alpaca_count', 'max_output_words', 'extra_data', 'book_qa', 'book_qa_passages', 'unanswerable')
     train, val = instruct_records(resolve_params(stage='instruct', data_dir=str(data_dir), **{k: ins[k] for k in keys if k in ins}))
-    assert len(train) >= ins['alpaca_count'] + ins.get('book_qa', 0)
+    assert len(train) >= ins['alpaca_count'] + ins.get('book_qa', 0) + ins.get('unanswerable', 0)
     bad = [(i, q) for i, r in enumerate(train + val) if (q := leaked_questions(record_text(r), probes))]
     assert bad == [], f"{len(bad)} training records contain a course answer next to its question: {bad[:5]}"
 

@@ -30,6 +30,8 @@ def test_dev_loads_with_fields(dev):
     probs = [(i, p) for i, it in enumerate(dev) for p in check_devset.field_problems(it)]
     assert not probs, probs
     assert set(check_devset.BOOKS) <= {it['book'] for it in dev}, 'every course book should have dev questions'
+    scopes = {s: sum(it['scope'] == s for it in dev) for s in check_devset.SCOPES}
+    assert min(scopes.values()) >= 40, f'each scope needs at least 40 questions: {scopes}'
 
 
 def test_dev_loads_as_question_file(dev):
