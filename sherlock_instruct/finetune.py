@@ -218,17 +218,19 @@ def drop_leaks(records:list[dict], data_dir:Path|None) -> list[dict]:
     probes = leak_probes(load_entries(qf))
     return [r for r in records if not leaked_questions(record_text(r), probes)]
 
-def book_qa_data(p:FinetuneParams) -> list[dict]:
+def book_qa_data(p:FinetuneParams, index=None) -> list[dict]:
     "`p.book_qa` open-book records from the books' sentences (01a_retrieve), none of them leaking a course question."
     from sherlock_instruct.retrieve import BookIndex, book_qa_records
-    recs = book_qa_records(BookIndex.from_books(p.books, _data_dir(p)), p.book_qa + p.book_qa // 10 + 10, p.book_qa_passages, p.seed)
+    index = index or BookIndex.from_books(p.books, _data_dir(p))
+    recs = book_qa_records(index, p.book_qa + p.book_qa // 10 + 10, p.book_qa_passages, p.seed)
     return drop_leaks(recs, _data_dir(p))[:p.book_qa]
 
-def unanswerable_data(p:FinetuneParams) -> list[dict]:
+def unanswerable_data(p:FinetuneParams, index=None) -> list[dict]:
     "`p.unanswerable` records whose one passage lacks the answer (01a_retrieve), none of them leaking a course question."
     from sherlock_instruct.retrieve import BookIndex, unanswerable_records
+    index = index or BookIndex.from_books(p.books, _data_dir(p))
     n = p.unanswerable + p.unanswerable // 10 + 10
-    return drop_leaks(unanswerable_records(BookIndex.from_books(p.books, _data_dir(p)), n, 1, p.seed + 1), _data_dir(p))[:p.unanswerable]
+    return drop_leaks(unanswerable_records(index, n, 1, p.seed + 1), _data_dir(p))[:p.unanswerable]
 
 def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
     "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `unanswerable` + `book_qa`) and validation records (the next Alpaca ones)."
@@ -242,8 +244,11 @@ def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
     train, val = recs[:p.alpaca_count], recs[p.alpaca_count:]
     for f in map(extra_file, p.extra_data):
         train = train + check_records(read_json(f, 'extra instruction file'), f, 'extra instruction file', INSTRUCTION_KEYS, ('instruction', 'output'), 'record')
-    if p.unanswerable > 0: train = train + unanswerable_data(p)
-    if p.book_qa > 0: train = train + book_qa_data(p)
+    if p.unanswerable > 0 or p.book_qa > 0:   # one index of the books for both kinds of generated records
+        from sherlock_instruct.retrieve import BookIndex
+        index = BookIndex.from_books(p.books, _data_dir(p))
+        if p.unanswerable > 0: train = train + unanswerable_data(p, index)
+        if p.book_qa > 0: train = train + book_qa_data(p, index)
     if not train: raise SherlockError("no instruction data: set alpaca_count > 0 or pass extra_data files")
     return train, val
 
