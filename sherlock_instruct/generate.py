@@ -11,15 +11,14 @@ from typing import Any, Callable
 from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
 from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
 from .evaluate import key_words
-from .retrieve import OPEN_BOOK, BookIndex, open_book
+from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'NO_ANSWER', 'ANSWER_FILES', 'DEMO_QUESTIONS',
-           'sampling_settings', 'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch',
-           'generate_texts', 'as_prompt', 'generate_records', 'generate_answers', 'echo_answer', 'pick_answer',
-           'read_each', 'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator',
-           'process_entry', 'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command',
-           'generate_stage']
+__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings',
+           'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts',
+           'as_prompt', 'generate_records', 'generate_answers', 'echo_answer', 'pick_answer', 'read_each',
+           'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator', 'process_entry',
+           'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command', 'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
@@ -225,7 +224,7 @@ def generate_answers(model, tokenizer, entries:list, prompt:str|Prompt='fewshot'
     return [r['answer'] for r in generate_records(model, tokenizer, entries, prompt, batch_size, max_new_tokens, **generation_kwargs)]
 
 # %% ../nbs/03_generate.ipynb
-READ_ALPHA, READ_T, NO_ANSWER = 0.25, 8.0, 'Unknown.'
+READ_ALPHA, READ_T = 0.25, 8.0
 
 def echo_answer(answer:str, frame:str) -> bool:
     "Does `answer` only repeat the prompt `frame` around the passage (or say `NO_ANSWER`)? True when it has no key word outside `frame`."
@@ -247,7 +246,7 @@ def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int
     if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
     build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+each{k}"
     jobs = [(n, i, s) for n, q in enumerate(qs) for i, s in (index.ranked(q, k) or [(None, 0.0)])]
-    texts = [build(qs[n], '' if i is None else 'Passage: ' + index.passages[i]['text']) for n, i, _ in jobs]
+    texts = [build(qs[n], '' if i is None else index.context_of([i])) for n, i, _ in jobs]
     outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, **generation_kwargs)
     cands = [[] for _ in qs]
     for (n, i, s), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4)))

@@ -86,9 +86,14 @@ def search(self:BookIndex, query:str, k:int=1, exclude:int|None=None) -> list[in
     return [i for i, _ in self.ranked(query, k, exclude)]
 
 @patch
+def context_of(self:BookIndex, ids) -> str:
+    "The passages `ids` as `Passage: …` blocks, in that order: what an open-book prompt puts before the question."
+    return '\n\n'.join('Passage: ' + self.passages[i]['text'] for i in ids)
+
+@patch
 def context(self:BookIndex, query:str, k:int=1) -> str:
     "The `k` best passages for `query` as `Passage: …` blocks, best last."
-    return '\n\n'.join('Passage: ' + self.passages[i]['text'] for i in reversed(self.search(query, k)))
+    return self.context_of(reversed(self.search(query, k)))
 
 # %% ../nbs/01a_retrieve.ipynb
 OPEN_BOOK_INSTRUCTION = "Answer the question about the Sherlock Holmes stories in a few words, using the passages."
@@ -169,8 +174,7 @@ def sentence_question(sentence:str, names:set[str], rng:random.Random, idf:dict[
 # %% ../nbs/01a_retrieve.ipynb
 def qa_record(index:BookIndex, ids:list[int], question:str, answer:str) -> dict:
     "An open-book instruction record: the passages `ids` and the question as input, `answer` as output."
-    context = '\n\n'.join('Passage: ' + index.passages[j]['text'] for j in ids)
-    return {'instruction': OPEN_BOOK_INSTRUCTION, 'input': f"{context}\n\nQuestion: {question}", 'output': answer}
+    return {'instruction': OPEN_BOOK_INSTRUCTION, 'input': f"{index.context_of(ids)}\n\nQuestion: {question}", 'output': answer}
 
 def _book_qa(index:BookIndex, k:int, seed:int, names:set[str]|None, min_idf:float):
     "(record, source passage, question, answer) for the passages in a seeded random order, one question per passage."
