@@ -7,7 +7,7 @@ separately: `passage` (134 facts that one passage states) and `canon` (46 facts 
 famous objects and sayings, like the course questions). `--course` adds the course-set score to a row; it is meant
 for the final recipe only, which is reported as a test set.
 
-A row is `LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ]` (READ: `together`, the default, or `each`), for example
+A row is `LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ]` (READ: `together`, the default, `each` or `copy`), for example
 
     python bench/ablate.py \\
         --row "instruct, open book (1 passage)=runs/A/models/instruct:alpaca_short:1:16" \\
@@ -27,8 +27,8 @@ def parse_row(text:str) -> dict:
     "LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ] -> dict (MODEL may not contain ':')."
     label, _, spec = text.partition('=')
     parts = spec.split(':')
-    if not label or len(parts) not in (4, 5) or (parts[4:] and parts[4] not in ('together', 'each')):
-        sys.exit(f"error: bad --row {text!r}: use LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:together|each]")
+    if not label or len(parts) not in (4, 5) or (parts[4:] and parts[4] not in ('together', 'each', 'copy')):
+        sys.exit(f"error: bad --row {text!r}: use LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:together|each|copy]")
     return dict(label=label, model=parts[0], prompt=parts[1], passages=int(parts[2]), max_new_tokens=int(parts[3]),
                 read=(parts[4:] or ['together'])[0])
 
@@ -39,7 +39,8 @@ def score_set(model, tok, entries, spec:dict, index) -> dict:
     from sherlock_instruct.evaluate import score_answers
     from sherlock_instruct.retrieve import open_book
     t, k, n = time.perf_counter(), spec['passages'], spec['max_new_tokens']
-    if k and spec['read'] == 'each': recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False)
+    if k and spec['read'] != 'together':
+        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy=spec['read'] == 'copy')
     else:
         p = open_book(spec['prompt'], index, k) if k else as_prompt(spec['prompt'])
         recs = generate_records(model, tok, entries, p, batch_size=16, max_new_tokens=n, progress=False)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_generate.ipynb 6
 from __future__ import annotations
-import copy, json, math, os, tempfile, time, warnings
+import copy, json, math, os, re, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -14,11 +14,12 @@ from .evaluate import key_words
 from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings',
-           'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts',
-           'as_prompt', 'generate_records', 'generate_answers', 'echo_answer', 'pick_answer', 'read_each',
-           'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator', 'process_entry',
-           'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command', 'generate_stage']
+__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'COPY_TOP', 'COPY_SURE', 'ANSWER_FILES', 'READS',
+           'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache',
+           'decode_batch', 'generate_texts', 'as_prompt', 'generate_records', 'generate_answers', 'echo_answer',
+           'pick_answer', 'copy_text', 'copy_ok', 'read_each', 'format_answers', 'check_output_dir', 'save_answers',
+           'write_answers', 'AnswerGenerator', 'process_entry', 'test_on_questions', 'run_generate',
+           'add_generate_args', 'generate_command', 'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
@@ -124,8 +125,8 @@ def _batch_inputs(seqs:list[list[int]], P:int, pad_id:int, device):
     return ids.to(device), mask.to(device), pos.to(device)
 
 def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:list[str], max_new_tokens:int,
-                 warpers=None, generator=None) -> list[dict]:
-    "Generate for one batch whose rows share their first `P` tokens (held in `prefix`); stop each row early."
+                 warpers=None, generator=None, sources:list[str|None]|None=None) -> list[dict]:
+    "Generate for one batch whose rows share their first `P` tokens (held in `prefix`); stop each row early; `sources`: copy decoding."
     import torch
     dev, eos = model.device, _eos_ids(model, tokenizer)
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
@@ -136,7 +137,8 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
     pos = pos[:, -1:] + 1
     rows, new, why, lp = list(range(len(seqs))), [[] for _ in seqs], ['length'] * len(seqs), [0.0] * len(seqs)
     for step in range(max_new_tokens):
-        nxt = _pick(logits, warpers, generator)
+        nxt = _pick(logits, warpers, generator) if sources is None else \
+              _copy_pick(logits, [new[r] for r in rows], [sources[r] for r in rows], tokenizer, eos)
         got = logits.float().log_softmax(-1).gather(-1, nxt[:, None])[:, 0].tolist()  # the model's log p of each pick
         keep = []
         for j, (r, t) in enumerate(zip(rows, nxt.tolist())):
@@ -158,14 +160,16 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
 
 # %% ../nbs/03_generate.ipynb
 def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STOP, batch_size:int=16, max_new_tokens:int=24,
-                   share_prefix:bool=True, seed:int=0, progress:bool=True, **generation_kwargs) -> list[dict]:
-    "Answer each prompt text: `{answer, new_tokens, stop_reason, logprob, prompt_tokens, truncated}` per text, in order."
+                   share_prefix:bool=True, seed:int=0, progress:bool=True, sources:list[str|None]|None=None, **generation_kwargs) -> list[dict]:
+    "Answer each prompt text: `{answer, new_tokens, stop_reason, logprob, prompt_tokens, truncated}` per text, in order (`sources`: see `copy_ok`)."
     import torch
     from tqdm.auto import tqdm
     texts = list(texts)
     if not texts: raise SherlockError("no questions to answer: the question list is empty")
     batch_size, max_new_tokens = _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     warpers = _warpers(sampling_settings(**generation_kwargs))
+    if sources is not None and (warpers or len(sources) != len(texts)):
+        raise SherlockError("copy decoding is greedy with one source text per prompt: drop the sampling settings, or read='each'")
     seqs, cut = encode_prompts(tokenizer, texts, max_new_tokens, context_length(model))
     P = common_prefix(seqs) if share_prefix else 0
     gen = torch.Generator(device=model.device).manual_seed(seed) if warpers else None
@@ -175,7 +179,8 @@ def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STO
         with torch.inference_mode():
             prefix = prefix_cache(model, seqs[0][:P])
             for idx in tqdm(batch_order([len(s) for s in seqs], batch_size), desc='generate', unit='batch', disable=not progress):
-                for i, r in zip(idx, decode_batch(model, tokenizer, [seqs[i] for i in idx], P, prefix, stop, max_new_tokens, warpers, gen)):
+                for i, r in zip(idx, decode_batch(model, tokenizer, [seqs[i] for i in idx], P, prefix, stop, max_new_tokens, warpers, gen,
+                                                       None if sources is None else [sources[i] for i in idx])):
                     res[i] = dict(r, prompt_tokens=len(seqs[i]), truncated=cut[i])
     finally: model.train(was_training)
     return res
@@ -239,15 +244,42 @@ def pick_answer(cands:list[dict], frame:str, alpha:float=READ_ALPHA, T:float=REA
     return max(ok, key=lambda i: (score[i], -i))
 
 # %% ../nbs/03_generate.ipynb
+COPY_TOP, COPY_SURE = 50, 0.5
+_QUOTES = str.maketrans({'“': '"', '”': '"', '‘': "'", '’': "'"})
+
+def copy_text(text:str) -> str:
+    "`text` as copy decoding compares it: lower case, curly quotes made straight, each run of whitespace one space."
+    return ' '.join(text.translate(_QUOTES).split()).lower()
+
+def copy_ok(answer:str, source:str, final:bool=False) -> bool:
+    "Can `answer` (so far) be copied from `source` (a `copy_text`)? A leading article and closing punctuation are free; a `final` answer ends on a word boundary."
+    final = final or bool(re.search(r'[.,;:!?]["\s]*$|\n', answer.lstrip()))
+    t = re.sub(r'[.,;:!?"\s]+$', '', copy_text(answer.lstrip().split('\n')[0]))
+    t = re.sub(r'^(the|a|an) ', '', t)
+    if not t or copy_text(NO_ANSWER).startswith(t): return True
+    return t in source if not final else re.search(r'(?<![a-z0-9])' + re.escape(t) + r'(?![a-z0-9])', source) is not None
+
+def _copy_pick(logits, news:list[list[int]], sources:list[str|None], tokenizer, eos:set[int], top:int=COPY_TOP, sure:float=COPY_SURE):
+    "Next token per row: the likeliest of the `top` that keeps the row's answer `copy_ok` in its source (else EOS), or the likeliest if surer than `sure`."
+    import torch
+    p, ids = logits.float().softmax(-1).topk(min(top, logits.shape[-1]), -1)
+    out = []
+    for sure_p, row, new, src in zip(p[:, 0].tolist(), ids.tolist(), news, sources):
+        fits = lambda t: copy_ok(tokenizer.decode(new if t in eos else new + [t]), src, t in eos)
+        out.append(row[0] if src is None or sure_p > sure else next((t for t in row if fits(t)), min(eos, default=row[0])))
+    return torch.tensor(out, device=logits.device)
+
+# %% ../nbs/03_generate.ipynb
 def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int=5, batch_size:int=16, max_new_tokens:int=24,
-              seed:int=0, progress:bool=True, **generation_kwargs) -> list[dict]:
-    "Open book, one passage at a time: answer from each of the `k` best passages alone, keep `pick_answer`'s choice."
+              seed:int=0, progress:bool=True, copy:bool=False, **generation_kwargs) -> list[dict]:
+    "Open book, one passage at a time: answer from each of the `k` best passages alone (`copy`: copy decoding), keep `pick_answer`'s choice."
     p = open_book(prompt, index, 1)     # checks the prompt; the chosen answer was read with this prompt and one passage
     if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
-    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+each{k}"
+    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+{'copy' if copy else 'each'}{k}"
     jobs = [(n, i, s) for n, q in enumerate(qs) for i, s in (index.ranked(q, k) or [(None, 0.0)])]
     texts = [build(qs[n], '' if i is None else index.context_of([i])) for n, i, _ in jobs]
-    outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, **generation_kwargs)
+    sources = [None if i is None else copy_text(index.passages[i]['text']) for _, i, _ in jobs] if copy else None
+    outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, sources, **generation_kwargs)
     cands = [[] for _ in qs]
     for (n, i, s), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4)))
     keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens')
@@ -322,23 +354,25 @@ def test_on_questions(prompt_builder, model_path, question_file, out_file_name, 
 test_on_questions.__test__ = False  # a course name, not a pytest test
 
 # %% ../nbs/03_generate.ipynb
+READS = ('together', 'each', 'copy')
+
 def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                  seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True, passages:int=0,
                  books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together') -> dict:
     "Answer the question file `questions` with `model` (open-book with `passages` > 0); write `answers.txt` and `answers.jsonl` into `out`."
-    if read not in ('together', 'each'): raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages) or 'each'")
+    if read not in READS: raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages), 'each' or 'copy' (one at a time)")
     entries = load_entries(questions)
     p = as_prompt(prompt)
     index = BookIndex.from_books(books, data_dir or None) if passages else None
     if passages:   # open_book also checks that the prompt has an open-book form, before any model is loaded
         one = open_book(p.name, index, passages if read == 'together' else 1)
-        p = one if read == 'together' else Prompt(f"{p.name}+each{passages}", one.build, one.stop, f"{one.description}, one at a time")
+        p = one if read == 'together' else Prompt(f"{p.name}+{read}{passages}", one.build, one.stop, f"{one.description}, one at a time")
     _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     check_output_dir(out, ANSWER_FILES, overwrite)
     tokenizer, mdl = load_model(model, gguf_file=gguf_file)
     t0 = time.perf_counter()
-    if passages and read == 'each':
-        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress)
+    if passages and read != 'together':
+        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy=read == 'copy')
     else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
     secs = time.perf_counter() - t0
     for r in records: r['settings']['model'] = str(model)
@@ -360,8 +394,8 @@ def add_generate_args(p):
     p.add_argument('--max-new-tokens', type=int, default=24, help='most tokens per answer (default: 24)')
     p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books first (default: 0)')
-    p.add_argument('--read', default='together', choices=('together', 'each'),
-                   help="open book: 'together' = all passages in one prompt, 'each' = answer from each passage alone and keep the best (default: together)")
+    p.add_argument('--read', default='together', choices=READS,
+                   help="open book: 'together' = all passages in one prompt, 'each' = answer from each passage alone and keep the best, 'copy' = 'each' with answers copied from the passages (default: together)")
     p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
     p.add_argument('--force', action='store_true', help='replace existing answer files in --out')
 
