@@ -40,7 +40,7 @@ def score_set(model, tok, entries, spec:dict, index) -> dict:
     from sherlock_instruct.retrieve import open_book
     t, k, n = time.perf_counter(), spec['passages'], spec['max_new_tokens']
     if k and spec['read'] != 'together':
-        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy=spec['read'] == 'copy')
+        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy_answers=spec['read'] == 'copy')
     else:
         p = open_book(spec['prompt'], index, k) if k else as_prompt(spec['prompt'])
         recs = generate_records(model, tok, entries, p, batch_size=16, max_new_tokens=n, progress=False)

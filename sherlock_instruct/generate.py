@@ -271,14 +271,14 @@ def _copy_pick(logits, news:list[list[int]], sources:list[str|None], tokenizer, 
 
 # %% ../nbs/03_generate.ipynb
 def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int=5, batch_size:int=16, max_new_tokens:int=24,
-              seed:int=0, progress:bool=True, copy:bool=False, **generation_kwargs) -> list[dict]:
-    "Open book, one passage at a time: answer from each of the `k` best passages alone (`copy`: copy decoding), keep `pick_answer`'s choice."
+              seed:int=0, progress:bool=True, copy_answers:bool=False, **generation_kwargs) -> list[dict]:
+    "Open book, one passage at a time: answer from each of the `k` best passages alone (`copy_answers`: copy decoding), keep `pick_answer`'s choice."
     p = open_book(prompt, index, 1)     # checks the prompt; the chosen answer was read with this prompt and one passage
     if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
-    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+{'copy' if copy else 'each'}{k}"
+    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+{'copy' if copy_answers else 'each'}{k}"
     jobs = [(n, i, s) for n, q in enumerate(qs) for i, s in (index.ranked(q, k) or [(None, 0.0)])]
     texts = [build(qs[n], '' if i is None else index.context_of([i])) for n, i, _ in jobs]
-    sources = [None if i is None else copy_text(index.passages[i]['text']) for _, i, _ in jobs] if copy else None
+    sources = [None if i is None else copy_text(index.passages[i]['text']) for _, i, _ in jobs] if copy_answers else None
     outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, sources, **generation_kwargs)
     cands = [[] for _ in qs]
     for (n, i, s), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4)))
@@ -372,7 +372,7 @@ def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewsho
     tokenizer, mdl = load_model(model, gguf_file=gguf_file)
     t0 = time.perf_counter()
     if passages and read != 'together':
-        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy=read == 'copy')
+        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy_answers=read == 'copy')
     else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
     secs = time.perf_counter() - t0
     for r in records: r['settings']['model'] = str(model)
