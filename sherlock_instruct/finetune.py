@@ -218,19 +218,21 @@ def drop_leaks(records:list[dict], data_dir:Path|None) -> list[dict]:
     probes = leak_probes(load_entries(qf))
     return [r for r in records if not leaked_questions(record_text(r), probes)]
 
+def _leak_free(p:FinetuneParams, make, n:int, index=None) -> list[dict]:
+    "`n` records from `make(index, count)`, none of them leaking a course question: a tenth more are made to cover the drops."
+    from sherlock_instruct.retrieve import BookIndex
+    index = index or BookIndex.from_books(p.books, _data_dir(p))
+    return drop_leaks(make(index, n + n // 10 + 10), _data_dir(p))[:n]
+
 def book_qa_data(p:FinetuneParams, index=None) -> list[dict]:
     "`p.book_qa` open-book records from the books' sentences (01a_retrieve), none of them leaking a course question."
-    from sherlock_instruct.retrieve import BookIndex, book_qa_records
-    index = index or BookIndex.from_books(p.books, _data_dir(p))
-    recs = book_qa_records(index, p.book_qa + p.book_qa // 10 + 10, p.book_qa_passages, p.seed)
-    return drop_leaks(recs, _data_dir(p))[:p.book_qa]
+    from sherlock_instruct.retrieve import book_qa_records
+    return _leak_free(p, lambda ix, n: book_qa_records(ix, n, p.book_qa_passages, p.seed), p.book_qa, index)
 
 def unanswerable_data(p:FinetuneParams, index=None) -> list[dict]:
     "`p.unanswerable` records whose one passage lacks the answer (01a_retrieve), none of them leaking a course question."
-    from sherlock_instruct.retrieve import BookIndex, unanswerable_records
-    index = index or BookIndex.from_books(p.books, _data_dir(p))
-    n = p.unanswerable + p.unanswerable // 10 + 10
-    return drop_leaks(unanswerable_records(index, n, 1, p.seed + 1), _data_dir(p))[:p.unanswerable]
+    from sherlock_instruct.retrieve import unanswerable_records
+    return _leak_free(p, lambda ix, n: unanswerable_records(ix, n, 1, p.seed + 1), p.unanswerable, index)
 
 def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
     "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `unanswerable` + `book_qa`) and validation records (the next Alpaca ones)."

@@ -137,9 +137,10 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
     pos = pos[:, -1:] + 1
     rows, new, why, lp = list(range(len(seqs))), [[] for _ in seqs], ['length'] * len(seqs), [0.0] * len(seqs)
     for step in range(max_new_tokens):
+        logp = logits.float().log_softmax(-1)
         nxt = _pick(logits, warpers, generator) if sources is None else \
-              _copy_pick(logits, [new[r] for r in rows], [sources[r] for r in rows], tokenizer, eos)
-        got = logits.float().log_softmax(-1).gather(-1, nxt[:, None])[:, 0].tolist()  # the model's log p of each pick
+              _copy_pick(logp, [new[r] for r in rows], [sources[r] for r in rows], tokenizer, eos)
+        got = logp.gather(-1, nxt[:, None])[:, 0].tolist()  # the model's log p of each pick
         keep = []
         for j, (r, t) in enumerate(zip(rows, nxt.tolist())):
             new[r].append(t)
@@ -251,23 +252,25 @@ def copy_text(text:str) -> str:
     "`text` as copy decoding compares it: lower case, curly quotes made straight, each run of whitespace one space."
     return ' '.join(text.translate(_QUOTES).split()).lower()
 
+_NO_ANSWER_TEXT = copy_text(NO_ANSWER)
+
 def copy_ok(answer:str, source:str, final:bool=False) -> bool:
     "Can `answer` (so far) be copied from `source` (a `copy_text`)? A leading article and closing punctuation are free; a `final` answer ends on a word boundary."
     final = final or bool(re.search(r'[.,;:!?]["\s]*$|\n', answer.lstrip()))
     t = re.sub(r'[.,;:!?"\s]+$', '', copy_text(answer.lstrip().split('\n')[0]))
     t = re.sub(r'^(the|a|an) ', '', t)
-    if not t or copy_text(NO_ANSWER).startswith(t): return True
+    if not t or _NO_ANSWER_TEXT.startswith(t): return True
     return t in source if not final else re.search(r'(?<![a-z0-9])' + re.escape(t) + r'(?![a-z0-9])', source) is not None
 
-def _copy_pick(logits, news:list[list[int]], sources:list[str|None], tokenizer, eos:set[int], top:int=COPY_TOP, sure:float=COPY_SURE):
-    "Next token per row: the likeliest of the `top` that keeps the row's answer `copy_ok` in its source (else EOS), or the likeliest if surer than `sure`."
+def _copy_pick(logp, news:list[list[int]], sources:list[str|None], tokenizer, eos:set[int], top:int=COPY_TOP, sure:float=COPY_SURE):
+    "Next token per row (`logp`: log-probabilities): the likeliest of the `top` that keeps the answer `copy_ok` in its source (else EOS), or the likeliest if surer than `sure`."
     import torch
-    p, ids = logits.float().softmax(-1).topk(min(top, logits.shape[-1]), -1)
+    lp, ids = logp.topk(min(top, logp.shape[-1]), -1)
     out = []
-    for sure_p, row, new, src in zip(p[:, 0].tolist(), ids.tolist(), news, sources):
+    for sure_p, row, new, src in zip(lp[:, 0].exp().tolist(), ids.tolist(), news, sources):
         fits = lambda t: copy_ok(tokenizer.decode(new if t in eos else new + [t]), src, t in eos)
         out.append(row[0] if src is None or sure_p > sure else next((t for t in row if fits(t)), min(eos, default=row[0])))
-    return torch.tensor(out, device=logits.device)
+    return torch.tensor(out, device=logp.device)
 
 # %% ../nbs/03_generate.ipynb
 def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int=5, batch_size:int=16, max_new_tokens:int=24,
