@@ -20,23 +20,19 @@ def answer_forms(e:dict) -> list[str]:
     return [f for f in (normalize_answer(x) for x in [e['answer']] + e.get('aliases', [])) if f]
 
 
-def holds(index, ids:list[int], forms:list[str]) -> bool:
-    "Does any of the passages `ids` hold one of `forms` as whole words?"
-    from sherlock_instruct.evaluate import normalize_answer
-    text = ' ' + ' '.join(normalize_answer(index.passages[i]['text']) for i in ids) + ' '
-    return any(f' {f} ' in text for f in forms)
+def first_hit(texts:list[str], ids:list[int], forms:list[str]) -> int|None:
+    "Rank (1-based) of the first passage among `ids` whose normalised text in `texts` holds one of `forms` as whole words."
+    return next((r for r, i in enumerate(ids, 1) if any(f' {f} ' in texts[i] for f in forms)), None)
 
 
 def prf_ranked(index, query:str, k:int, fb:int, terms:int, weight:float) -> list[int]:
     "BM25 with pseudo-relevance feedback: the `terms` highest-idf terms of the `fb` best passages join the query at `weight`."
     from sherlock_instruct.retrieve import index_terms
     scores = index._bm25(query)
-    weight_of = Counter()
+    weight_of, asked = Counter(), set(index_terms(query))
     for i in sorted(scores, key=lambda i: (-scores[i], i))[:fb]:
         for t in index_terms(index.passages[i]['text']): weight_of[t] += index.idf[t]
-    extra, asked = {}, set(index_terms(query))
-    for t in [t for t, _ in weight_of.most_common() if t not in asked][:terms]:
-        for i, s in index._bm25(t).items(): extra[i] = extra.get(i, 0.0) + s
+    extra = index._bm25(' '.join([t for t, _ in weight_of.most_common() if t not in asked][:terms]))
     total = {i: scores.get(i, 0.0) + weight * extra.get(i, 0.0) for i in set(scores) | set(extra)}
     return sorted(total, key=lambda i: (-total[i], i))[:k]
 
@@ -50,6 +46,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from pathlib import Path
     from sherlock_instruct.load import COURSE_BOOKS, find_data_dir, load_books, package_data
+    from sherlock_instruct.evaluate import normalize_answer
     from sherlock_instruct.retrieve import BookIndex, book_passages
     data = Path(a.data_dir) if a.data_dir else find_data_dir()
     if data is None: sys.exit("error: no data folder: pass --data-dir (a folder with gutenberg/) or set $SHERLOCK_DATA")
@@ -57,6 +54,7 @@ def main(argv=None) -> int:
     books, K = load_books(tuple(COURSE_BOOKS), data), max(a.ks)
     for words in a.words:
         index = BookIndex(book_passages(books, words))
+        texts = [f" {normalize_answer(p['text'])} " for p in index.passages]   # normalised once, not per question and k
         rankers = {'bm25': lambda q: index.search(q, K)}
         if a.prf:
             fb, terms, w = a.prf.split(':')
@@ -64,8 +62,8 @@ def main(argv=None) -> int:
         for name, rank in rankers.items():
             for scope in sorted({e['scope'] for e in dev}):
                 es = [e for e in dev if e['scope'] == scope]
-                ranked = [(rank(e['question']), answer_forms(e)) for e in es]
-                recall = {k: sum(holds(index, ids[:k], f) for ids, f in ranked) / len(es) for k in a.ks}
+                hits = [first_hit(texts, rank(e['question']), answer_forms(e)) for e in es]
+                recall = {k: sum(h is not None and h <= k for h in hits) / len(es) for k in a.ks}
                 print(f"{words:4d} words ({len(index.passages)} passages) {name:18} {scope:8} n={len(es):3d} " +
                       ' '.join(f"R@{k}={v:.2f}" for k, v in recall.items()), flush=True)
     return 0
