@@ -22,7 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEV_PATH = REPO/'sherlock_instruct'/'data'/'dev_questions.json'
 FIELDS = {'question': str, 'answer': str, 'aliases': list, 'story': str, 'book': int, 'evidence': str, 'scope': str}
-SCOPES = ('passage', 'canon')   # a fact one passage states / a fact the canon knows well (characters, famous objects and sayings)
+SCOPES = ('passage', 'canon', 'story', 'generic')
+# passage: a fact one passage states; canon: a fact the canon knows well (characters, famous objects and sayings);
+# story: a story's detail asked quiz-style, naming the story; generic: an everyday fact of Holmes's world asked in
+# plain words, with no story named and few of the passage's own words (the kind of question BM25 finds hardest)
 BOOKS = {2097: 'The Sign of the Four', 1661: 'The Adventures of Sherlock Holmes', 834: 'The Memoirs of Sherlock Holmes',
          2852: 'The Hound of the Baskervilles', 2350: 'His Last Bow', 221: 'The Return of Sherlock Holmes'}
 STOP = {'the', 'a', 'an', 'of', 'and', 'mr', 'mrs', 'dr', 'miss', 'sir', 'lord', 'his', 'her', 'no', 'to', 'in', 'is', 'what',

@@ -5,6 +5,7 @@
 # %% ../nbs/05_analysis.ipynb 6
 from __future__ import annotations
 import base64, html, io, json, math, re
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from .load import SherlockError, atomic_write, read_json, write_json
 
 # %% auto 0
 __all__ = ['STAGES', 'STAGE_LABELS', 'COURSE_REFERENCE', 'COMPARISONS', 'METRICS', 'PLOTS', 'ANSWERED', 'PACKAGES',
-           'ABLATION_FILE', 'read_run', 'synthetic_run', 'paired_tests', 'score_table', 'plot_f1', 'plot_lengths',
-           'plot_losses', 'plot_perplexity', 'changes', 'never_stopped', 'versions', 'data_files', 'step_timings',
-           'render_md', 'render_html', 'report_blocks', 'build_report', 'ablation_table', 'analysis_stage']
+           'ABLATION_FILE', 'DEV_SCOPES', 'read_run', 'synthetic_run', 'paired_tests', 'score_table', 'plot_f1',
+           'plot_lengths', 'plot_losses', 'plot_perplexity', 'changes', 'never_stopped', 'versions', 'data_files',
+           'step_timings', 'render_md', 'render_html', 'report_blocks', 'build_report', 'ablation_table',
+           'analysis_stage']
 
 # %% ../nbs/05_analysis.ipynb
 STAGES = ('base', 'base_fewshot', 'domain', 'instruct')
@@ -367,15 +369,19 @@ def _f1_ci(d:dict|None) -> str:
     "F1 with its 95% CI, or blank."
     return '' if not d else '{} [{:.3f}, {:.3f}]'.format(_fmt(d['f1']), *d['f1_ci'])
 
+DEV_SCOPES = ('passage', 'canon', 'story', 'generic')
+
 def ablation_table(path:str|Path|None=None) -> tuple[list[str], list[list[str]]]:
     "Rows measured by `bench/ablate.py`: setting, lever, prompt, dev F1 [95% CI] per scope, course F1 (final recipe only)."
     from sherlock_instruct.load import package_data
     path = path or package_data(ABLATION_FILE)
     rows = read_json(path, 'ablation results').get('rows', [])
-    heads = ['setting', 'lever', 'prompt', 'dev F1, passage (134)', 'dev F1, canon (46)', 'course F1 (test)']
-    fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt'], _f1_ci(r['dev'].get('passage')), _f1_ci(r['dev'].get('canon')),
-                     _fmt(r['course']['f1']) if 'course' in r else '']
+    sizes = Counter(e['scope'] for e in read_json(package_data('dev_questions.json'), 'dev set'))
+    heads = ['setting', 'lever', 'prompt'] + [f'dev F1, {s} ({sizes[s]})' for s in DEV_SCOPES] + ['course F1 (test)']
+    fmt = lambda r: [r['label'], r.get('lever', ''), r['prompt']] + [_f1_ci(r['dev'].get(s)) for s in DEV_SCOPES] + \
+                    [_fmt(r['course']['f1']) if 'course' in r else '']
     return heads, [fmt(r) for r in rows]
+
 
 # %% ../nbs/05_analysis.ipynb
 def analysis_stage(run_dir:str|Path) -> dict[str, Path]:

@@ -14,9 +14,10 @@ __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOI
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
            'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
            'extra_file', 'record_text', 'drop_leaks', 'book_qa_data', 'unanswerable_data', 'instruct_records',
-           'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer', 'greedy_new_tokens', 'tune_tiny',
-           'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out', 'fingerprint', 'prepare_staging',
-           'training_log', 'save_final', 'finetune_stage', 'add_finetune_args', 'finetune_command']
+           'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer', 'labelled_loss',
+           'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out',
+           'fingerprint', 'prepare_staging', 'training_log', 'save_final', 'finetune_stage', 'add_finetune_args',
+           'finetune_command']
 
 # %% ../nbs/02_finetune.ipynb
 IGNORE_INDEX = -100  # label value the loss skips
@@ -96,15 +97,17 @@ def padding_fraction(lengths:list[int], batches:list[list[int]]) -> float:
 
 # %% ../nbs/02_finetune.ipynb
 def book_blocks(texts:list[str], tokenizer, block_size:int=256, val_fraction:float=0.05) -> tuple[list[dict], list[dict]]:
-    "Train and validation blocks of `block_size` tokens: books joined with EOS, the last `val_fraction` of each held out."
+    "Train and validation blocks of `block_size` tokens: books joined with EOS, the last `val_fraction` of each held out; each block starts as the tokenizer starts a text (BOS, where it adds one)."
     if not texts: raise SherlockError("no books given: pass at least one Gutenberg ebook number (books=[2097, ...])")
+    head = tokenizer('', verbose=False)['input_ids']   # [] for GPT-2 and SmolLM2, [<bos>] for Gemma
     train, val = [], []
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False, verbose=False)['input_ids']
         cut = len(ids) - round(len(ids) * val_fraction)
         train += ids[:cut] + [tokenizer.eos_token_id]
         if cut < len(ids): val += ids[cut:] + [tokenizer.eos_token_id]
-    def blocks(s): return [{'input_ids': s[i:i + block_size]} for i in range(0, len(s) - block_size + 1, block_size)]
+    n = block_size - len(head)
+    def blocks(s): return [{'input_ids': head + s[i:i + n]} for i in range(0, len(s) - n + 1, n)]
     return blocks(train), blocks(val)
 
 def cap_blocks(blocks:list[dict], max_tokens:int, seed:int=0) -> list[dict]:
@@ -297,7 +300,7 @@ def _trainer_class():
     from transformers import Trainer
 
     class SherlockTrainer(Trainer):
-        "The Trainer, with `BatchOrder` batches and tokens/s + padding fraction in every training log entry."
+        "The Trainer, with `BatchOrder` batches, `labelled_loss`, and tokens/s + padding fraction in every training log entry."
         def __init__(self, *args, order:BatchOrder|None=None, **kw):
             super().__init__(*args, **kw)
             self.order, self._meter = order, [0, 0, None]  # real tokens, all tokens, start time
@@ -310,6 +313,10 @@ def _trainer_class():
             if self._meter[2] is None: self._meter[2] = time.perf_counter()
             self._meter[0] += m.sum(); self._meter[1] += m.numel()  # stays on the device: no sync
             return super().training_step(model, inputs, num_items_in_batch)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs: return super().compute_loss(model, inputs, True, num_items_in_batch)
+            return labelled_loss(model, inputs, num_items_in_batch)
 
         def log(self, logs:dict, start_time=None):
             real, total, t0 = self._meter
@@ -326,6 +333,20 @@ def make_trainer(model, tokenizer, train:list[dict], val:list[dict], args, colla
     order = BatchOrder([len(e['input_ids']) for e in train], args.per_device_train_batch_size, args.seed, group=batching == 'length')
     return _trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=val or None, processing_class=tokenizer,
                             data_collator=collator or PadCollator(tokenizer.pad_token_id), order=order, callbacks=callbacks)
+
+# %% ../nbs/02_finetune.ipynb
+def labelled_loss(model, inputs:dict, num_items_in_batch=None):
+    "Causal LM cross-entropy of `inputs['labels']` (-100 = not scored), with the LM head run on the scored positions only."
+    import torch, torch.nn.functional as F
+    labels = inputs['labels'][:, 1:]
+    hidden = model.get_decoder()(input_ids=inputs['input_ids'], attention_mask=inputs.get('attention_mask')).last_hidden_state
+    keep = labels != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    cap = getattr(model.config, 'final_logit_softcapping', None)
+    if cap: logits = (logits / cap).tanh() * cap
+    loss = F.cross_entropy(logits, labels[keep], reduction='sum')
+    n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return loss / n.to(loss.device) if torch.is_tensor(n) else loss / n
 
 # %% ../nbs/02_finetune.ipynb
 def greedy_new_tokens(model, tokenizer, prompt:str, max_new_tokens:int=20) -> list[int]:

