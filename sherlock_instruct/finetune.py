@@ -315,7 +315,8 @@ def _trainer_class():
             return super().training_step(model, inputs, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs: return super().compute_loss(model, inputs, True, num_items_in_batch)
+            if return_outputs or not hasattr(model, 'get_decoder'):   # evaluation, or a DDP wrapper that must run its own forward
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return labelled_loss(model, inputs, num_items_in_batch)
 
         def log(self, logs:dict, start_time=None):
