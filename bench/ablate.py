@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     data = Path(a.data_dir) if a.data_dir else find_data_dir()
     dev = json.loads(package_data('dev_questions.json').read_text(encoding='utf-8'))
     scopes = [s for s in a.scopes.split(',') if s]
-    if not scopes or not set(scopes) <= {e['scope'] for e in dev}: sys.exit(f"error: --scopes {a.scopes!r}: use a comma-separated subset of passage, canon, story, generic")
+    if not scopes or not set(scopes) <= {e['scope'] for e in dev}: sys.exit(f"error: --scopes {a.scopes!r}: use a comma-separated subset of {', '.join(sorted({e['scope'] for e in dev}))}")
     index = BookIndex.from_books(data_dir=data)
     res = Path(a.results)
     for spec in map(parse_row, a.row):

