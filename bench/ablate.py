@@ -21,6 +21,7 @@ scored (`--scopes`) and keeps the others.
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
+from sherlock_instruct.analysis import DEV_SCOPES   # one list of scopes, shared with the ablation table and check_devset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--results', default=str(ROOT/'sherlock_instruct'/'data'/'ablation_cpu.json'), help='JSON file of rows to create or update (default: the shipped ablation_cpu.json)')
     ap.add_argument('--row', action='append', required=True, help='LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ]')
-    ap.add_argument('--scopes', default='passage,canon,story,generic', help='dev-set scopes to score (default: all four)')
+    ap.add_argument('--scopes', default=','.join(DEV_SCOPES), help=f"dev-set scopes to score (default: all: {','.join(DEV_SCOPES)})")
     ap.add_argument('--lever', default='', help='which lever this row turns on/off (for the table)')
     ap.add_argument('--note', default='', help='how the model was trained (for the table)')
     ap.add_argument('--course', action='store_true', help='also score the course questions (final recipe only)')
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     data = Path(a.data_dir) if a.data_dir else find_data_dir()
     dev = json.loads(package_data('dev_questions.json').read_text(encoding='utf-8'))
     scopes = [s for s in a.scopes.split(',') if s]
-    if not scopes or not set(scopes) <= {e['scope'] for e in dev}: sys.exit(f"error: --scopes {a.scopes!r}: use a comma-separated subset of {', '.join(sorted({e['scope'] for e in dev}))}")
+    if not scopes or not set(scopes) <= set(DEV_SCOPES): sys.exit(f"error: --scopes {a.scopes!r}: use a comma-separated subset of {', '.join(DEV_SCOPES)}")
     index = BookIndex.from_books(data_dir=data)
     res = Path(a.results)
     for spec in map(parse_row, a.row):
