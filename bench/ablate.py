@@ -9,7 +9,8 @@ facts of Holmes's world asked in plain words, naming no story: the kind of quest
 many course questions). `--course` adds the course-set score to a row; it is meant for the final recipe only, which
 is reported as a test set.
 
-A row is `LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ]` (READ: `together`, the default, `each` or `copy`), for example
+A row is `LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ[:GUESS:FIT]]` (READ: `together`, the default, `each` or `copy`;
+GUESS and FIT: `read_each`'s `guess` passages and `fit` weight, 0 = off), for example
 
     python bench/ablate.py \\
         --row "instruct, open book (1 passage)=runs/A/models/instruct:alpaca_short:1:16" \\
@@ -27,13 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_row(text:str) -> dict:
-    "LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ] -> dict (MODEL may not contain ':')."
+    "LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ[:GUESS:FIT]] -> dict (MODEL may not contain ':')."
     label, _, spec = text.partition('=')
     parts = spec.split(':')
-    if not label or len(parts) not in (4, 5) or (parts[4:] and parts[4] not in ('together', 'each', 'copy')):
-        sys.exit(f"error: bad --row {text!r}: use LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:together|each|copy]")
-    return dict(label=label, model=parts[0], prompt=parts[1], passages=int(parts[2]), max_new_tokens=int(parts[3]),
-                read=(parts[4:] or ['together'])[0])
+    if not label or len(parts) not in (4, 5, 7) or (parts[4:] and parts[4] not in ('together', 'each', 'copy')):
+        sys.exit(f"error: bad --row {text!r}: use LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:together|each|copy[:GUESS:FIT]]")
+    row = dict(label=label, model=parts[0], prompt=parts[1], passages=int(parts[2]), max_new_tokens=int(parts[3]),
+               read=(parts[4:] or ['together'])[0])
+    return row | ({'guess': int(parts[5]), 'fit': float(parts[6])} if parts[5:] else {})
 
 
 def score_set(model, tok, entries, spec:dict, index) -> dict:
@@ -43,7 +45,8 @@ def score_set(model, tok, entries, spec:dict, index) -> dict:
     from sherlock_instruct.retrieve import open_book
     t, k, n = time.perf_counter(), spec['passages'], spec['max_new_tokens']
     if k and spec['read'] != 'together':
-        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy_answers=spec['read'] == 'copy')
+        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy_answers=spec['read'] == 'copy',
+                         guess=spec.get('guess', 0), fit=spec.get('fit', 0.0))
     else:
         p = open_book(spec['prompt'], index, k) if k else as_prompt(spec['prompt'])
         recs = generate_records(model, tok, entries, p, batch_size=16, max_new_tokens=n, progress=False)

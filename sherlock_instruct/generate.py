@@ -9,17 +9,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
-from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
+from .prompts import PRE_PROMPT, Prompt, alpaca_build_prompt, apply_stop, get_prompt
 from .evaluate import key_words
 from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'COPY_TOP', 'COPY_SURE', 'ANSWER_FILES', 'READS',
-           'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache',
-           'decode_batch', 'generate_texts', 'as_prompt', 'generate_records', 'generate_answers', 'echo_answer',
-           'pick_answer', 'copy_text', 'copy_ok', 'read_each', 'format_answers', 'check_output_dir', 'save_answers',
-           'write_answers', 'AnswerGenerator', 'process_entry', 'test_on_questions', 'run_generate',
-           'add_generate_args', 'generate_command', 'generate_stage']
+__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'FIT_BELOW', 'COPY_TOP', 'COPY_SURE', 'NO_QUESTION',
+           'ANSWER_FILES', 'READS', 'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts', 'common_prefix',
+           'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts', 'as_prompt', 'generate_records',
+           'generate_answers', 'echo_answer', 'reader_unsure', 'pick_answer', 'copy_text', 'copy_ok',
+           'closed_book_text', 'answer_logprobs', 'answer_fit', 'reading_name', 'passages_to_read', 'read_each',
+           'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator', 'process_entry',
+           'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command', 'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
@@ -230,19 +231,28 @@ def generate_answers(model, tokenizer, entries:list, prompt:str|Prompt='fewshot'
     return [r['answer'] for r in generate_records(model, tokenizer, entries, prompt, batch_size, max_new_tokens, **generation_kwargs)]
 
 # %% ../nbs/03_generate.ipynb
-READ_ALPHA, READ_T = 0.25, 8.0
+READ_ALPHA, READ_T, FIT_BELOW = 0.25, 8.0, -2.0
 
 def echo_answer(answer:str, frame:str) -> bool:
     "Does `answer` only repeat the prompt `frame` around the passage (or say `NO_ANSWER`)? True when it has no key word outside `frame`."
     words = key_words(answer)
     return not words or words <= key_words(frame) | key_words(NO_ANSWER)
 
-def pick_answer(cands:list[dict], frame:str, alpha:float=READ_ALPHA, T:float=READ_T) -> int:
-    "Index of the candidate `{answer, logprob, new_tokens, bm25}` to keep: echoes of `frame` left out, then the best score."
+def _sure(c:dict, alpha:float) -> float: return c['logprob'] / max(c['new_tokens'], 1) ** alpha
+
+def _kept(cands:list[dict], frame:str) -> list[int]:
+    "Indices of the candidates that are not echoes of `frame` (all of them if every one is)."
+    return [i for i, c in enumerate(cands) if not echo_answer(c['answer'], frame)] or list(range(len(cands)))
+
+def reader_unsure(cands:list[dict], frame:str, alpha:float=READ_ALPHA, below:float=FIT_BELOW) -> bool:
+    "Is the reader sure of none of the non-echo candidates (each one's log p / tokens ** `alpha` below `below`)?"
+    return max(_sure(cands[i], alpha) for i in _kept(cands, frame)) < below
+
+def pick_answer(cands:list[dict], frame:str, alpha:float=READ_ALPHA, T:float=READ_T, fit:float=0.0, below:float=FIT_BELOW) -> int:
+    "Index of the candidate `{answer, logprob, new_tokens, bm25[, fit]}` to keep: echoes of `frame` left out, then the best score (`fit`: see `answer_fit`)."
     if not cands: raise SherlockError("no candidate answers to pick from")
-    score = [c['logprob'] / max(c['new_tokens'], 1) ** alpha + c['bm25'] / T for c in cands]
-    ok = [i for i, c in enumerate(cands) if not echo_answer(c['answer'], frame)] or range(len(cands))
-    return max(ok, key=lambda i: (score[i], -i))
+    w = fit if fit and reader_unsure(cands, frame, alpha, below) else 0.0   # the fit counts only where the reader is sure of no answer
+    return max(_kept(cands, frame), key=lambda i: (_sure(cands[i], alpha) + cands[i]['bm25'] / T + w * cands[i].get('fit', 0.0), -i))
 
 # %% ../nbs/03_generate.ipynb
 COPY_TOP, COPY_SURE = 50, 0.5
@@ -273,20 +283,78 @@ def _copy_pick(logp, news:list[list[int]], sources:list[str|None], tokenizer, eo
     return torch.tensor(out, device=logp.device)
 
 # %% ../nbs/03_generate.ipynb
+def closed_book_text(question:str) -> str:
+    "The closed-book prompt that instruction tuning teaches (`short_qa.json`): the question as the Alpaca instruction."
+    return alpaca_build_prompt({'instruction': question})
+
+NO_QUESTION = closed_book_text('Answer the question.')
+
+def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str], batch_size:int=16) -> list[tuple[float, int]]:
+    "Log-probability of each answer (its tokens, then EOS) right after its prompt, with its number of tokens; batched."
+    import torch
+    eos = tokenizer.eos_token_id
+    pad = next(i for i in (tokenizer.pad_token_id, eos, 0) if i is not None)
+    seqs = [(tokenizer(p)['input_ids'], tokenizer(a, add_special_tokens=False)['input_ids'] + [eos]) for p, a in zip(prompts, answers)]
+    out, was_training = [None] * len(seqs), model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for idx in batch_order([len(p) + len(a) for p, a in seqs], batch_size):
+                L = max(len(p) + len(a) for p, a in (seqs[i] for i in idx))
+                ids, mask = torch.full((len(idx), L), pad), torch.zeros((len(idx), L), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    s = seqs[i][0] + seqs[i][1]
+                    ids[j, :len(s)], mask[j, :len(s)] = torch.tensor(s), 1
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+                for j, i in enumerate(idx):
+                    p, a = seqs[i]
+                    lp = logits[j, len(p) - 1:len(p) + len(a) - 1].float().log_softmax(-1)
+                    out[i] = (lp.gather(-1, torch.tensor(a, device=lp.device)[:, None]).sum().item(), len(a))
+    finally: model.train(was_training)
+    return out
+
+def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=16) -> list[float]:
+    "Closed book, how much better each answer fits its question than no question: (log p(a | question) - log p(a | `NO_QUESTION`)) / tokens ** `READ_ALPHA`."
+    pairs, alone = sorted(set(zip(questions, answers))), sorted(set(answers))
+    lp = answer_logprobs(model, tokenizer, [closed_book_text(q) for q, _ in pairs] + [NO_QUESTION] * len(alone),
+                         [a for _, a in pairs] + alone, batch_size)
+    given, none = dict(zip(pairs, lp[:len(pairs)])), dict(zip(alone, lp[len(pairs):]))
+    return [(given[q, a][0] - none[a][0]) / max(given[q, a][1], 1) ** READ_ALPHA for q, a in zip(questions, answers)]
+
+def reading_name(prompt:str, read:str, k:int, guess:int=0, fit:float=0.0) -> str:
+    "The name answer files give a way of reading one passage at a time, e.g. `alpaca_short+copy8+guess4+fit0.5`."
+    return f"{prompt}+{read}{k}" + (f"+guess{guess}" if guess else '') + (f"+fit{fit:g}" if fit else '')
+
+def passages_to_read(index:BookIndex, question:str, k:int, guess:int=0, guessed:str='') -> list[tuple[int, float, str]]:
+    "(passage, BM25, found by) to read: the `k` best for `question`, then those of the `guess` best for `question` + `guessed` not read yet."
+    best = [(i, s, 'question') for i, s in index.ranked(question, k)]
+    seen = {i for i, *_ in best}
+    more = index.ranked(f"{question} {guessed}", guess) if guess and guessed.strip() else []
+    return best + [(i, s, 'guess') for i, s in more if i not in seen]
+
+# %% ../nbs/03_generate.ipynb
 def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int=5, batch_size:int=16, max_new_tokens:int=24,
-              seed:int=0, progress:bool=True, copy_answers:bool=False, **generation_kwargs) -> list[dict]:
-    "Open book, one passage at a time: answer from each of the `k` best passages alone (`copy_answers`: copy decoding), keep `pick_answer`'s choice."
+              seed:int=0, progress:bool=True, copy_answers:bool=False, guess:int=0, fit:float=0.0, **generation_kwargs) -> list[dict]:
+    "Open book, one passage at a time: answer from each of the `k` best passages alone (`copy_answers`: copy decoding; `guess`, `fit`: see above), keep `pick_answer`'s choice."
     p = open_book(prompt, index, 1)     # checks the prompt; the chosen answer was read with this prompt and one passage
     if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
-    build, qs, name = OPEN_BOOK[prompt], [_question(e) for e in entries], f"{prompt}+{'copy' if copy_answers else 'each'}{k}"
-    jobs = [(n, i, s) for n, q in enumerate(qs) for i, s in (index.ranked(q, k) or [(None, 0.0)])]
-    texts = [build(qs[n], '' if i is None else index.context_of([i])) for n, i, _ in jobs]
-    sources = [None if i is None else copy_text(index.passages[i]['text']) for _, i, _ in jobs] if copy_answers else None
+    if guess < 0 or fit < 0: raise SherlockError(f"guess={guess}, fit={fit}: both must be >= 0 (0 = off)")
+    build, qs = OPEN_BOOK[prompt], [_question(e) for e in entries]
+    name = reading_name(prompt, 'copy' if copy_answers else 'each', k, guess, fit)
+    guessed = [o['answer'] for o in generate_texts(model, tokenizer, [closed_book_text(q) for q in qs], p.stop, batch_size, max_new_tokens,
+                                                   True, seed, False, **generation_kwargs)] if guess else [''] * len(qs)
+    jobs = [(n, i, s, via) for n, q in enumerate(qs) for i, s, via in (passages_to_read(index, q, k, guess, guessed[n]) or [(None, 0.0, 'question')])]
+    texts = [build(qs[n], '' if i is None else index.context_of([i])) for n, i, *_ in jobs]
+    sources = [None if i is None else copy_text(index.passages[i]['text']) for _, i, *_ in jobs] if copy_answers else None
     outs = generate_texts(model, tokenizer, texts, p.stop, batch_size, max_new_tokens, True, seed, progress, sources, **generation_kwargs)
     cands = [[] for _ in qs]
-    for (n, i, s), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4)))
-    keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens')
-    chosen = [dict(c[pick_answer(c, build(q, ''))], candidates=[{f: x[f] for f in keep} for x in c]) for q, c in zip(qs, cands)]
+    for (n, i, s, via), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4), found_by=via))
+    if fit:   # the fit is only needed, and so only computed, where the reader is sure of no answer
+        todo = [(n, c) for n, cs in enumerate(cands) if reader_unsure(cs, build(qs[n], '')) for c in cs]
+        for (n, c), f in zip(todo, answer_fit(model, tokenizer, [qs[n] for n, _ in todo], [c['answer'] for _, c in todo], batch_size)): c['fit'] = round(f, 4)
+    keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens', 'found_by', 'fit')
+    chosen = [dict(c[pick_answer(c, build(q, ''), fit=fit)], candidates=[{f: x[f] for f in keep if f in x} for x in c], **({'guess': g} if guess else {}))
+              for q, c, g in zip(qs, cands, guessed)]
     return _records(entries, chosen, _settings(model, name, p.stop, batch_size, max_new_tokens, True, seed, **generation_kwargs))
 
 # %% ../nbs/03_generate.ipynb
@@ -361,21 +429,23 @@ READS = ('together', 'each', 'copy')
 
 def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                  seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True, passages:int=0,
-                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together') -> dict:
+                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together', guess:int=0, fit:float=0.0) -> dict:
     "Answer the question file `questions` with `model` (open-book with `passages` > 0); write `answers.txt` and `answers.jsonl` into `out`."
     if read not in READS: raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages), 'each' or 'copy' (one at a time)")
+    if (guess or fit) and (not passages or read == 'together'):
+        raise SherlockError(f"guess={guess}, fit={fit} work when reading one passage at a time: set passages > 0 and read='each' or 'copy'")
     entries = load_entries(questions)
     p = as_prompt(prompt)
     index = BookIndex.from_books(books, data_dir or None) if passages else None
     if passages:   # open_book also checks that the prompt has an open-book form, before any model is loaded
         one = open_book(p.name, index, passages if read == 'together' else 1)
-        p = one if read == 'together' else Prompt(f"{p.name}+{read}{passages}", one.build, one.stop, f"{one.description}, one at a time")
+        p = one if read == 'together' else Prompt(reading_name(p.name, read, passages, guess, fit), one.build, one.stop, f"{one.description}, one at a time")
     _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     check_output_dir(out, ANSWER_FILES, overwrite)
     tokenizer, mdl = load_model(model, gguf_file=gguf_file)
     t0 = time.perf_counter()
     if passages and read != 'together':
-        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy_answers=read == 'copy')
+        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy_answers=read == 'copy', guess=guess, fit=fit)
     else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
     secs = time.perf_counter() - t0
     for r in records: r['settings']['model'] = str(model)
@@ -399,13 +469,15 @@ def add_generate_args(p):
     p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books first (default: 0)')
     p.add_argument('--read', default='together', choices=READS,
                    help="open book: 'together' = all passages in one prompt, 'each' = answer from each passage alone and keep the best, 'copy' = 'each' with answers copied from the passages (default: together)")
+    p.add_argument('--guess', type=int, default=0, help="read one at a time: also read up to N passages found with the model's closed-book answer added to the question (default: 0 = off)")
+    p.add_argument('--fit', type=float, default=0.0, help='read one at a time: weight of how well each answer fits the question closed book (default: 0 = off)')
     p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
     p.add_argument('--force', action='store_true', help='replace existing answer files in --out')
 
 def generate_command(args) -> int:
     "Run `sherlock-instruct generate`: answer the questions, write the files, print the summary."
     s = run_generate(args.model, args.questions, args.out, args.prompt, args.batch_size, args.max_new_tokens, args.seed,
-                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir, read=args.read)
+                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir, read=args.read, guess=args.guess, fit=args.fit)
     print(f"{s['n']} answers in {s['seconds']:.1f} s ({s['tokens_per_s']} new tokens/s), stop reasons {s['stop_reasons']}")
     print(f"wrote {s['answers_txt']} and {s['answers_jsonl']}")
     return 0
@@ -416,7 +488,7 @@ DEMO_QUESTIONS = [{'question': q, 'answer': a} for q, a in [('What is the capita
 
 def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                    seed:int=0, overwrite:bool=False,
-                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='', read:str='together') -> dict:
+                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='', read:str='together', guess:int=0, fit:float=0.0) -> dict:
     "The generate step of a run: answer `questions` (path, '' = the course's file) with `model` into `out` ('' = a temp folder)."
     if not questions:
         data = find_data_dir()
@@ -428,4 +500,5 @@ def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='few
     out = out or tempfile.mkdtemp(prefix=f'sherlock-generate-{stage}-')
     return dict(stage=stage, questions=str(questions), **run_generate(model, questions, out, prompt, batch_size, max_new_tokens,
                                                                        seed, overwrite, progress=False, passages=passages,
-                                                                       books=books, data_dir=data_dir, read=read))
+                                                                       books=books, data_dir=data_dir, read=read,
+                                                                       guess=guess, fit=fit))

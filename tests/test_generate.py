@@ -80,6 +80,8 @@ def test_stage_on_course_questions(data_dir, tmp_path, one_thread):
     (["--questions", "{tmp}/missing.json"], "does not exist"),
     (["--questions", "{tmp}/empty.json"], "empty list"),
     (["--out", "{tmp}/q.json/sub"], "cannot write"),
+    (["--guess", "4"], "reading one passage at a time"),                           # closed book: nothing to read
+    (["--passages", "2", "--fit", "0.5"], "reading one passage at a time"),       # passages read together
 ])
 def test_bad_input_exits_2(qfile, tmp_path, capsys, one_thread, extra, message):
     (tmp_path / "empty.json").write_text("[]")
