@@ -340,6 +340,7 @@ def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int
     if k < 1: raise SherlockError(f"passages={k}: reading passage by passage needs at least 1 passage")
     if guess < 0 or fit < 0: raise SherlockError(f"guess={guess}, fit={fit}: both must be >= 0 (0 = off)")
     build, qs = OPEN_BOOK[prompt], [_question(e) for e in entries]
+    frames = [build(q, '') for q in qs]   # the prompt around the passage: what an echo repeats
     name = reading_name(prompt, 'copy' if copy_answers else 'each', k, guess, fit)
     guessed = [o['answer'] for o in generate_texts(model, tokenizer, [closed_book_text(q) for q in qs], p.stop, batch_size, max_new_tokens,
                                                    True, seed, False, **generation_kwargs)] if guess else [''] * len(qs)
@@ -350,11 +351,11 @@ def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int
     cands = [[] for _ in qs]
     for (n, i, s, via), o in zip(jobs, outs): cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4), found_by=via))
     if fit:   # the fit is only needed, and so only computed, where the reader is sure of no answer
-        todo = [(n, c) for n, cs in enumerate(cands) if reader_unsure(cs, build(qs[n], '')) for c in cs]
+        todo = [(n, c) for n, cs in enumerate(cands) if reader_unsure(cs, frames[n]) for c in cs]
         for (n, c), f in zip(todo, answer_fit(model, tokenizer, [qs[n] for n, _ in todo], [c['answer'] for _, c in todo], batch_size)): c['fit'] = round(f, 4)
     keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens', 'found_by', 'fit')
-    chosen = [dict(c[pick_answer(c, build(q, ''), fit=fit)], candidates=[{f: x[f] for f in keep if f in x} for x in c], **({'guess': g} if guess else {}))
-              for q, c, g in zip(qs, cands, guessed)]
+    chosen = [dict(c[pick_answer(c, frame, fit=fit)], candidates=[{f: x[f] for f in keep if f in x} for x in c], **({'guess': g} if guess else {}))
+              for frame, c, g in zip(frames, cands, guessed)]
     return _records(entries, chosen, _settings(model, name, p.stop, batch_size, max_new_tokens, True, seed, **generation_kwargs))
 
 # %% ../nbs/03_generate.ipynb
