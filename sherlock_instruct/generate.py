@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_generate.ipynb 6
 from __future__ import annotations
-import copy, json, math, os, re, tempfile, time, warnings
+import contextlib, copy, json, math, os, re, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -81,6 +81,20 @@ def _eos_ids(model, tokenizer) -> set[int]:
     ids = list(ids) if isinstance(ids, (list, tuple)) else [ids]
     return {i for i in ids + [tokenizer.eos_token_id] if i is not None}
 
+def _pad_id(tokenizer) -> int:
+    "The id that pads a batch: the pad token, else EOS, else 0."
+    return next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+
+@contextlib.contextmanager
+def _evaluating(model):
+    "Eval mode and no autograd inside the block; the model's training flag is restored after it."
+    import torch
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(): yield
+    finally: model.train(was_training)
+
 def _has_stop(text:str, stop:list[str]) -> bool:
     "Does the new text (leading whitespace ignored) contain a stop string?"
     t = text.lstrip()
@@ -130,7 +144,7 @@ def decode_batch(model, tokenizer, seqs:list[list[int]], P:int, prefix, stop:lis
     "Generate for one batch whose rows share their first `P` tokens (held in `prefix`); stop each row early; `sources`: copy decoding."
     import torch
     dev, eos = model.device, _eos_ids(model, tokenizer)
-    pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+    pad_id = _pad_id(tokenizer)
     ids, mask, pos = _batch_inputs(seqs, P, pad_id, dev)
     cache = copy.deepcopy(prefix)
     cache.batch_repeat_interleave(len(seqs))
@@ -175,16 +189,13 @@ def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STO
     seqs, cut = encode_prompts(tokenizer, texts, max_new_tokens, context_length(model))
     P = common_prefix(seqs) if share_prefix else 0
     gen = torch.Generator(device=model.device).manual_seed(seed) if warpers else None
-    res, was_training = [None] * len(seqs), model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            prefix = prefix_cache(model, seqs[0][:P])
-            for idx in tqdm(batch_order([len(s) for s in seqs], batch_size), desc='generate', unit='batch', disable=not progress):
-                for i, r in zip(idx, decode_batch(model, tokenizer, [seqs[i] for i in idx], P, prefix, stop, max_new_tokens, warpers, gen,
-                                                       None if sources is None else [sources[i] for i in idx])):
-                    res[i] = dict(r, prompt_tokens=len(seqs[i]), truncated=cut[i])
-    finally: model.train(was_training)
+    res = [None] * len(seqs)
+    with _evaluating(model):
+        prefix = prefix_cache(model, seqs[0][:P])
+        for idx in tqdm(batch_order([len(s) for s in seqs], batch_size), desc='generate', unit='batch', disable=not progress):
+            for i, r in zip(idx, decode_batch(model, tokenizer, [seqs[i] for i in idx], P, prefix, stop, max_new_tokens, warpers, gen,
+                                                   None if sources is None else [sources[i] for i in idx])):
+                res[i] = dict(r, prompt_tokens=len(seqs[i]), truncated=cut[i])
     return res
 
 # %% ../nbs/03_generate.ipynb
@@ -293,24 +304,20 @@ def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str], batc
     "Log-probability of each answer (its tokens, then EOS) right after its prompt, with its number of tokens; batched."
     import torch
     eos = tokenizer.eos_token_id
-    pad = next(i for i in (tokenizer.pad_token_id, eos, 0) if i is not None)
     seqs = [(tokenizer(p)['input_ids'], tokenizer(a, add_special_tokens=False)['input_ids'] + [eos]) for p, a in zip(prompts, answers)]
-    out, was_training = [None] * len(seqs), model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for idx in batch_order([len(p) + len(a) for p, a in seqs], batch_size):
-                L = max(len(p) + len(a) for p, a in (seqs[i] for i in idx))
-                ids, mask = torch.full((len(idx), L), pad), torch.zeros((len(idx), L), dtype=torch.long)
-                for j, i in enumerate(idx):
-                    s = seqs[i][0] + seqs[i][1]
-                    ids[j, :len(s)], mask[j, :len(s)] = torch.tensor(s), 1
-                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-                for j, i in enumerate(idx):
-                    p, a = seqs[i]
-                    lp = logits[j, len(p) - 1:len(p) + len(a) - 1].float().log_softmax(-1)
-                    out[i] = (lp.gather(-1, torch.tensor(a, device=lp.device)[:, None]).sum().item(), len(a))
-    finally: model.train(was_training)
+    out = [None] * len(seqs)
+    with _evaluating(model):
+        for idx in batch_order([len(p) + len(a) for p, a in seqs], batch_size):
+            L = max(len(p) + len(a) for p, a in (seqs[i] for i in idx))
+            ids, mask = torch.full((len(idx), L), _pad_id(tokenizer)), torch.zeros((len(idx), L), dtype=torch.long)
+            for j, i in enumerate(idx):
+                s = seqs[i][0] + seqs[i][1]
+                ids[j, :len(s)], mask[j, :len(s)] = torch.tensor(s), 1
+            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+            for j, i in enumerate(idx):
+                p, a = seqs[i]
+                lp = logits[j, len(p) - 1:len(p) + len(a) - 1].float().log_softmax(-1)
+                out[i] = (lp.gather(-1, torch.tensor(a, device=lp.device)[:, None]).sum().item(), len(a))
     return out
 
 def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=16) -> list[float]:
