@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, hashlib, json, math, os, random, shutil, tempfile, time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from .load import SherlockError, COURSE_BOOKS, check_records, context_length, find_data_dir, load_model, read_json, write_json
+from .load import SherlockError, COURSE_BOOKS, check_records, context_length, find_data_dir, load_model, read_json, scored_logits, write_json
 
 # %% auto 0
 __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOICES', 'course_collator', 'course_tokenize',
@@ -340,11 +340,8 @@ def labelled_loss(model, inputs:dict, num_items_in_batch=None):
     "Causal LM cross-entropy of `inputs['labels']` (-100 = not scored), with the LM head run on the scored positions only."
     import torch, torch.nn.functional as F
     labels = inputs['labels'][:, 1:]
-    hidden = model.get_decoder()(input_ids=inputs['input_ids'], attention_mask=inputs.get('attention_mask')).last_hidden_state
     keep = labels != -100
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    cap = getattr(model.config, 'final_logit_softcapping', None)
-    if cap: logits = (logits / cap).tanh() * cap
+    logits = scored_logits(model, inputs['input_ids'], inputs.get('attention_mask'), F.pad(keep, (0, 1)))   # position t predicts label t + 1
     loss = F.cross_entropy(logits, labels[keep], reduction='sum')
     n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return loss / n.to(loss.device) if torch.is_tensor(n) else loss / n

@@ -8,7 +8,7 @@ import contextlib, copy, json, math, os, re, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
-from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model
+from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model, scored_logits
 from .prompts import PRE_PROMPT, Prompt, alpaca_build_prompt, apply_stop, get_prompt
 from .evaluate import key_words
 from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
@@ -310,14 +310,14 @@ def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str], batc
         for idx in batch_order([len(p) + len(a) for p, a in seqs], batch_size):
             L = max(len(p) + len(a) for p, a in (seqs[i] for i in idx))
             ids, mask = torch.full((len(idx), L), _pad_id(tokenizer)), torch.zeros((len(idx), L), dtype=torch.long)
-            for j, i in enumerate(idx):
-                s = seqs[i][0] + seqs[i][1]
-                ids[j, :len(s)], mask[j, :len(s)] = torch.tensor(s), 1
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+            keep = torch.zeros((len(idx), L), dtype=torch.bool)   # the positions that predict an answer token
             for j, i in enumerate(idx):
                 p, a = seqs[i]
-                lp = logits[j, len(p) - 1:len(p) + len(a) - 1].float().log_softmax(-1)
-                out[i] = (lp.gather(-1, torch.tensor(a, device=lp.device)[:, None]).sum().item(), len(a))
+                ids[j, :len(p) + len(a)], mask[j, :len(p) + len(a)], keep[j, len(p) - 1:len(p) + len(a) - 1] = torch.tensor(p + a), 1, True
+            dev = model.device
+            lp = scored_logits(model, ids.to(dev), mask.to(dev), keep.to(dev)).log_softmax(-1)   # the LM head on answer positions only
+            got = lp.gather(-1, torch.tensor([t for i in idx for t in seqs[i][1]], device=dev)[:, None])[:, 0]
+            for i, part in zip(idx, got.split([len(seqs[i][1]) for i in idx])): out[i] = (part.sum().item(), len(seqs[i][1]))
     return out
 
 def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=16) -> list[float]:

@@ -11,10 +11,11 @@ from typing import Any
 # %% auto 0
 __all__ = ['MODEL_ALIASES', 'GGUF_PARTS', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL',
            'QUESTIONS_SHA256', 'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file',
-           'cache_dir', 'package_data', 'resolve_model', 'context_length', 'pick_device', 'pick_dtype', 'convert_gguf',
-           'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries', 'find_data_dir',
-           'data_paths', 'answer_aliases', 'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg',
-           'gutenberg_url', 'read_text', 'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
+           'cache_dir', 'package_data', 'resolve_model', 'context_length', 'scored_logits', 'pick_device', 'pick_dtype',
+           'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries',
+           'find_data_dir', 'data_paths', 'answer_aliases', 'download_file', 'cached_download', 'load_alpaca',
+           'clean_gutenberg', 'gutenberg_url', 'read_text', 'load_books', 'questions_file', 'download_paths',
+           'stage_paths', 'load_stage']
 
 # %% ../nbs/00_load.ipynb
 class SherlockError(ValueError):
@@ -126,6 +127,14 @@ def context_length(model) -> int|None:
     for k in ('max_position_embeddings', 'n_positions', 'n_ctx', 'max_sequence_length'):
         if isinstance(getattr(cfg, k, None), int): return getattr(cfg, k)
     return None
+
+def scored_logits(model, input_ids, attention_mask, keep):
+    "Float logits at the positions where the bool mask `keep` is True, row by row: the LM head (and any final soft-capping) runs on those alone."
+    if not hasattr(model, 'get_decoder'): return model(input_ids=input_ids, attention_mask=attention_mask).logits[keep].float()
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[keep]).float()
+    cap = getattr(model.config, 'final_logit_softcapping', None)
+    return (logits / cap).tanh() * cap if cap else logits
 
 def pick_device(device:str|None=None) -> str:
     "`device` if given, else cuda, then mps, then cpu."
