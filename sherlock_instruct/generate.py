@@ -317,7 +317,7 @@ def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str], batc
             dev = model.device
             lp = scored_logits(model, ids.to(dev), mask.to(dev), keep.to(dev)).log_softmax(-1)   # the LM head on answer positions only
             got = lp.gather(-1, torch.tensor([t for i in idx for t in seqs[i][1]], device=dev)[:, None])[:, 0]
-            for i, part in zip(idx, got.split([len(seqs[i][1]) for i in idx])): out[i] = (part.sum().item(), len(seqs[i][1]))
+            for i, part in zip(idx, got.split([len(seqs[i][1]) for i in idx])): out[i] = (part.sum().item(), len(part))
     return out
 
 def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=16) -> list[float]:

@@ -130,7 +130,6 @@ def context_length(model) -> int|None:
 
 def scored_logits(model, input_ids, attention_mask, keep):
     "Float logits at the positions where the bool mask `keep` is True, row by row: the LM head (and any final soft-capping) runs on those alone."
-    if not hasattr(model, 'get_decoder'): return model(input_ids=input_ids, attention_mask=attention_mask).logits[keep].float()
     hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     logits = model.get_output_embeddings()(hidden[keep]).float()
     cap = getattr(model.config, 'final_logit_softcapping', None)
