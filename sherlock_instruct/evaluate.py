@@ -9,14 +9,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 import numpy as np
-from .load import SherlockError, answer_aliases, load_entries, read_json, sha256_file, write_json, atomic_write
+from .load import (SherlockError, answer_aliases, load_entries, read_json, read_jsonl, sha256_file,
+                                   write_json, atomic_write)
 
 # %% auto 0
 __all__ = ['METRICS', 'ALL_METRICS', 'SEPARATOR', 'FUNCTION_WORDS', 'remove_articles', 'white_space_fix', 'lower', 'remove_punc',
            'normalize_answer', 'evaluate_f1', 'exact_match', 'evaluation_generation', 'score_pair', 'bootstrap_means',
            'bootstrap_ci', 'paired_bootstrap', 'score_answers', 'summary', 'parse_answers_file', 'score_file',
            'format_scores', 'key_words', 'leak_probes', 'leaked_questions', 'add_score_args', 'score_command',
-           'merge_metrics', 'evaluate_stage']
+           'merge_metrics', 'answer_settings', 'evaluate_stage']
 
 # %% ../nbs/04_evaluate.ipynb
 def remove_articles(text:str) -> str: return re.sub(r'\b(a|an|the)\b', ' ', text)
@@ -279,6 +280,15 @@ def merge_metrics(path:str|Path, stage:str, stage_summary:dict) -> dict:
         write_json(path, m)
     return m
 
+def answer_settings(src:Path, row:str) -> dict:
+    "What produced a row's answers (from its answers.jsonl): model stage, mode, prompt, reading, precision, stop reasons."
+    from sherlock_instruct.analysis import ROWS
+    recs = read_jsonl(src, 'answers file') if src.suffix == '.jsonl' else []
+    st = recs[0].get('settings', {}) if recs else {}
+    return {'model_stage': ROWS.get(row, (row,))[0], 'mode': st.get('mode', ROWS.get(row, (row, 'closed'))[1]),
+            'prompt': st.get('prompt'), 'reading': st.get('reading'), 'number_format': st.get('precision'),
+            'stop_reasons': dict(Counter(r.get('stop_reason') for r in recs if r.get('stop_reason')))}
+
 def evaluate_stage(stage:str, answers:str|Path, questions:str|Path='', out:str|Path='', metrics:str|Path='',
                    overwrite:bool=False) -> dict:
     "Score one stage's answers; write `out/scores.json` and merge the summary into `metrics` (either may be '')."
@@ -286,7 +296,7 @@ def evaluate_stage(stage:str, answers:str|Path, questions:str|Path='', out:str|P
     src = _answers_source(answers)
     s = score_file(src, questions or None)
     inputs = {'stage': stage, 'answers_sha256': sha256_file(src), 'questions_sha256': sha256_file(questions) if questions else None}
-    summ = {**inputs, **summary(s)}
+    summ = {**inputs, **answer_settings(src, stage), **summary(s)}
     if out:
         dest = Path(out)/'scores.json'
         if dest.exists() and not overwrite:

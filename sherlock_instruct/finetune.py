@@ -14,7 +14,7 @@ __all__ = ['IGNORE_INDEX', 'STAGES', 'STAGE_DEFAULTS', 'INSTRUCTION_KEYS', 'CHOI
            'instruction_prompt', 'tokenize_instruction', 'tokenize_instructions', 'PadCollator', 'BatchOrder',
            'padding_fraction', 'book_blocks', 'cap_blocks', 'FinetuneParams', 'resolve_params', 'domain_data',
            'extra_file', 'record_text', 'drop_leaks', 'book_qa_data', 'unanswerable_data', 'instruct_records',
-           'instruct_data', 'pick_precision', 'training_arguments', 'make_trainer', 'labelled_loss',
+           'instruct_data', 'data_mix', 'training_precision', 'training_arguments', 'make_trainer', 'labelled_loss',
            'greedy_new_tokens', 'tune_tiny', 'answer_lengths', 'apply_lora', 'unwrap_for_save', 'check_out',
            'fingerprint', 'prepare_staging', 'training_log', 'save_final', 'finetune_stage', 'add_finetune_args',
            'finetune_command']
@@ -156,7 +156,7 @@ class FinetuneParams:
     batching: str = _f('length', "'length': length-grouped batches; 'random': the course's random batches")
     lora: bool = _f(False, "train a LoRA adapter instead of all weights; merged into the weights on save")
     lora_r: int = _f(16, "LoRA rank (alpha = 2 r, all linear layers)")
-    precision: str = _f('auto', "'auto' (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), 'fp32', 'fp16', 'bf16'")
+    precision: str = _f('auto', "mixed precision: 'auto' (load.choose_precision), 'fp32', 'fp16', 'bf16'")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass: less memory, ~30% slower")
     logging_steps: int = _f(1, "log loss, tokens/s and padding every N steps")
     save_steps: int = _f(100, "checkpoint every N steps (an interrupted run resumes from the last one)")
@@ -237,8 +237,12 @@ def unanswerable_data(p:FinetuneParams, index=None) -> list[dict]:
     from sherlock_instruct.retrieve import unanswerable_records
     return _leak_free(p, lambda ix, n: unanswerable_records(ix, n, 1, p.seed + 1), p.unanswerable, index)
 
+def _tagged(records:list[dict], source:str) -> list[dict]:
+    "Copies of `records`, each with the name of its `source` (the data mix of the training log counts them)."
+    return [{**r, 'source': source} for r in records]
+
 def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
-    "Training records (the first `alpaca_count` Alpaca records + `extra_data` + `unanswerable` + `book_qa`) and validation records (the next Alpaca ones)."
+    "Training records (first `alpaca_count` Alpaca, `extra_data`, `unanswerable`, `book_qa`; each with its `source`), validation records."
     from sherlock_instruct.load import load_alpaca
     n_val = round(p.alpaca_count * p.val_fraction)
     recs = []
@@ -246,14 +250,16 @@ def instruct_records(p:FinetuneParams) -> tuple[list[dict], list[dict]]:
         want = None if p.max_output_words else p.alpaca_count + n_val
         recs = load_alpaca(path=p.alpaca_path or None, count=want, data_dir=_data_dir(p))
         if p.max_output_words: recs = [r for r in recs if len(r['output'].split()) <= p.max_output_words][:p.alpaca_count + n_val]
-    train, val = recs[:p.alpaca_count], recs[p.alpaca_count:]
+    train, val = _tagged(recs[:p.alpaca_count], 'alpaca'), recs[p.alpaca_count:]
     for f in map(extra_file, p.extra_data):
-        train = train + check_records(read_json(f, 'extra instruction file'), f, 'extra instruction file', INSTRUCTION_KEYS, ('instruction', 'output'), 'record')
+        rs = check_records(read_json(f, 'extra instruction file'), f, 'extra instruction file', INSTRUCTION_KEYS,
+                           ('instruction', 'output'), 'record')
+        train = train + _tagged(rs, f.name)
     if p.unanswerable > 0 or p.book_qa > 0:   # one index of the books for both kinds of generated records
         from sherlock_instruct.retrieve import BookIndex
         index = BookIndex.from_books(p.books, _data_dir(p))
-        if p.unanswerable > 0: train = train + unanswerable_data(p, index)
-        if p.book_qa > 0: train = train + book_qa_data(p, index)
+        if p.unanswerable > 0: train = train + _tagged(unanswerable_data(p, index), 'unanswerable')
+        if p.book_qa > 0: train = train + _tagged(book_qa_data(p, index), 'book_qa')
     if not train: raise SherlockError("no instruction data: set alpaca_count > 0 or pass extra_data files")
     return train, val
 
@@ -267,22 +273,29 @@ def instruct_data(p:FinetuneParams, tokenizer, model) -> tuple[list[dict], list[
     if not train: raise SherlockError(f"every instruction example was dropped: its prompt fills max_length={p.max_length}; raise it")
     lens = [len(e['input_ids']) for e in train]
     return train, val, {'train_examples': len(train), 'val_examples': len(val), 'dropped_too_long': dropped + dropped_val,
-                        'extra_data': p.extra_data, 'train_tokens': sum(lens),
+                        'extra_data': p.extra_data, 'train_tokens': sum(lens), 'mix': data_mix(train_r, tokenizer, p.max_length),
                         'labelled_tokens': sum(sum(x != IGNORE_INDEX for x in e['labels']) for e in train)}
 
+def data_mix(records:list[dict], tokenizer, max_length:int) -> dict[str, dict]:
+    "Per source of the training records: how many records the model trains on, and their tokens."
+    mix = {}
+    for r in records:
+        if (e := tokenize_instruction(r, tokenizer, max_length)) is None: continue
+        m = mix.setdefault(r.get('source', 'other'), {'records': 0, 'tokens': 0})
+        m['records'] += 1; m['tokens'] += len(e['input_ids'])
+    return mix
+
 # %% ../nbs/02_finetune.ipynb
-def pick_precision(precision:str='auto') -> str:
-    "'bf16' on GPUs with native bf16 (Ampere+), 'fp16' on older GPUs (T4), 'fp32' on CPU; or `precision` if not 'auto'."
-    import torch
-    if precision != 'auto': return precision
-    if not torch.cuda.is_available(): return 'fp32'
-    return 'bf16' if torch.cuda.get_device_capability()[0] >= 8 else 'fp16'
+def training_precision(p:FinetuneParams) -> str:
+    "The mixed precision of the training: `p.precision`, or for 'auto' `choose_precision` on this device (00_load)."
+    from sherlock_instruct.load import pick_device, resolve_precision
+    return resolve_precision(p.precision, pick_device())
 
 def training_arguments(p:FinetuneParams, output_dir:str|Path, has_eval:bool=True):
     "The Trainer's `TrainingArguments` for `p` (checkpoints in `output_dir`)."
     from transformers import TrainingArguments
     from sherlock_instruct.load import pick_device
-    prec = pick_precision(p.precision)
+    prec = training_precision(p)
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=p.epochs, max_steps=p.max_steps, learning_rate=p.lr,
         per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size, gradient_accumulation_steps=p.grad_accum,
@@ -317,7 +330,8 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or not hasattr(model, 'get_decoder'):   # evaluation, or a DDP wrapper that must run its own forward
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return labelled_loss(model, inputs, num_items_in_batch)
+            with self.accelerator.autocast():   # labelled_loss skips model.forward, which accelerate wraps in autocast
+                return labelled_loss(model, inputs, num_items_in_batch)
 
         def log(self, logs:dict, start_time=None):
             real, total, t0 = self._meter
@@ -448,7 +462,7 @@ def training_log(p:FinetuneParams, trainer, info:dict, before:float|None, after:
              for h in hist if 'loss' in h]
     def mean(k): return (sum(s[k] for s in steps if k in s) / max(1, sum(k in s for s in steps))) if steps else None
     return {'stage': p.stage, 'model': p.model, 'params': asdict(p), 'fingerprint': fingerprint(p), 'data': info,
-            'precision': pick_precision(p.precision), 'world_size': trainer.args.world_size,
+            'precision': training_precision(p), 'world_size': trainer.args.world_size,
             'global_step': trainer.state.global_step, 'resumed_from': resumed, 'seconds': seconds,
             'steps': steps, 'evals': [{'step': h['step'], 'eval_loss': h['eval_loss']} for h in hist if 'eval_loss' in h],
             'eval_loss_before': before, 'eval_loss_after': after, 'perplexity_before': _ppl(before), 'perplexity_after': _ppl(after),

@@ -8,7 +8,8 @@ import contextlib, copy, json, math, os, re, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
-from .load import COURSE_BOOKS, SherlockError, atomic_write, context_length, find_data_dir, load_entries, load_model, scored_logits
+from .load import (COURSE_BOOKS, PRECISIONS, SherlockError, atomic_write, context_length, find_data_dir,
+                                   load_entries, load_model, scored_logits)
 from .prompts import PRE_PROMPT, Prompt, alpaca_build_prompt, apply_stop, get_prompt
 from .evaluate import key_words
 from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
@@ -20,7 +21,8 @@ __all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'READ_ALPHA', 'READ_T', 'FIT_BELOW',
            'generate_answers', 'echo_answer', 'reader_unsure', 'pick_answer', 'copy_text', 'copy_ok',
            'closed_book_text', 'answer_logprobs', 'answer_fit', 'reading_name', 'passages_to_read', 'read_each',
            'format_answers', 'check_output_dir', 'save_answers', 'write_answers', 'AnswerGenerator', 'process_entry',
-           'test_on_questions', 'run_generate', 'add_generate_args', 'generate_command', 'generate_stage']
+           'test_on_questions', 'check_reading', 'reading_prompt', 'answer_questions', 'run_generate',
+           'add_answer_args', 'add_generate_args', 'generate_command', 'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
@@ -215,10 +217,13 @@ def _question(e) -> str:
         raise SherlockError(f"each entry must be a question string or a dict with a string 'question', got {e!r:.80}")
     return e['question']
 
+_PRECISION_OF = {'torch.float32': 'fp32', 'torch.bfloat16': 'bf16', 'torch.float16': 'fp16'}
+
 def _settings(model, name:str, stop:list[str], batch_size:int, max_new_tokens:int, share_prefix:bool, seed:int, **generation_kwargs) -> dict:
     "The generation settings recorded with every answer."
     return dict(prompt=name, stop=stop, batch_size=batch_size, max_new_tokens=max_new_tokens, share_prefix=share_prefix, seed=seed,
-                **sampling_settings(**generation_kwargs), device=str(model.device), dtype=str(model.dtype).replace('torch.', ''))
+                **sampling_settings(**generation_kwargs), device=str(model.device), dtype=str(model.dtype).replace('torch.', ''),
+                precision=_PRECISION_OF.get(str(model.dtype), str(model.dtype)))
 
 def _records(entries:list, outs:list[dict], settings:dict) -> list[dict]:
     "One record per entry from its generated output."
@@ -363,6 +368,8 @@ def read_each(model, tokenizer, entries:list, prompt:str, index:BookIndex, k:int
     keep = ('answer', 'passage', 'bm25', 'logprob', 'new_tokens', 'found_by', 'fit')
     chosen = [dict(c[pick_answer(c, frame, fit=fit)], candidates=[{f: x[f] for f in keep if f in x} for x in c], **({'guess': g} if guess else {}))
               for frame, c, g in zip(frames, cands, guessed)]
+    for c in chosen:   # where the answer was read: book, story and the words around it
+        if c['passage'] is not None: c['source'] = index.source_of(c['passage'], c['answer'])
     return _records(entries, chosen, _settings(model, name, p.stop, batch_size, max_new_tokens, True, seed, **generation_kwargs))
 
 # %% ../nbs/03_generate.ipynb
@@ -435,57 +442,94 @@ test_on_questions.__test__ = False  # a course name, not a pytest test
 # %% ../nbs/03_generate.ipynb
 READS = ('together', 'each', 'copy')
 
-def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
-                 seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True, passages:int=0,
-                 books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together', guess:int=0, fit:float=0.0) -> dict:
-    "Answer the question file `questions` with `model` (open-book with `passages` > 0); write `answers.txt` and `answers.jsonl` into `out`."
-    if read not in READS: raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages), 'each' or 'copy' (one at a time)")
+def check_reading(passages:int, read:str, guess:int, fit:float) -> dict|None:
+    "The open-book reading settings, checked (None for closed book); errors name the parameter."
+    if read not in READS:
+        raise SherlockError(f"read={read!r}: use 'together' (one prompt with all passages), 'each' or 'copy' (one at a time)")
     if (guess or fit) and (not passages or read == 'together'):
-        raise SherlockError(f"guess={guess}, fit={fit} work when reading one passage at a time: set passages > 0 and read='each' or 'copy'")
-    entries = load_entries(questions)
+        raise SherlockError(f"guess={guess}, fit={fit} work when reading one passage at a time: "
+                            "set passages > 0 and read='each' or 'copy'")
+    return dict(passages=passages, read=read, guess=guess, fit=fit) if passages else None
+
+def reading_prompt(prompt:str, reading:dict|None, index:BookIndex|None) -> Prompt:
+    "The prompt the answers are made with: `prompt`, or its open-book twin (raises if it has none)."
     p = as_prompt(prompt)
+    if not reading: return p
+    k, read = reading['passages'], reading['read']
+    one = open_book(p.name, index, k if read == 'together' else 1)
+    if read == 'together': return one
+    return Prompt(reading_name(p.name, read, k, reading['guess'], reading['fit']), one.build, one.stop,
+                  f"{one.description}, one at a time")
+
+def answer_questions(mdl, tokenizer, entries:list, prompt:str, reading:dict|None=None, index:BookIndex|None=None,
+                     batch_size:int=16, max_new_tokens:int=24, seed:int=0, progress:bool=True) -> list[dict]:
+    "Answer `entries` with a loaded model, closed book or as `reading` says; each record says what produced it."
+    _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
+    p = reading_prompt(prompt, reading, index)
+    if reading and reading['read'] != 'together':
+        records = read_each(mdl, tokenizer, entries, prompt, index, reading['passages'], batch_size, max_new_tokens,
+                            seed=seed, progress=progress, copy_answers=reading['read'] == 'copy',
+                            guess=reading['guess'], fit=reading['fit'])
+    else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
+    for r in records: r['settings'].update(mode='open' if reading else 'closed', reading=reading)
+    return records
+
+# %% ../nbs/03_generate.ipynb
+def run_generate(model:str, questions:str|Path, out:str|Path, prompt:str='fewshot', batch_size:int=16,
+                 max_new_tokens:int=24, seed:int=0, overwrite:bool=False, gguf_file:str|None=None, progress:bool=True,
+                 passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str|Path|None=None, read:str='together',
+                 guess:int=0, fit:float=0.0, precision:str='auto') -> dict:
+    "Answer the question file `questions` with `model` (open book when `passages` > 0) into `out`'s answer files."
+    reading = check_reading(passages, read, guess, fit)
+    entries = load_entries(questions)
     index = BookIndex.from_books(books, data_dir or None) if passages else None
-    if passages:   # open_book also checks that the prompt has an open-book form, before any model is loaded
-        one = open_book(p.name, index, passages if read == 'together' else 1)
-        p = one if read == 'together' else Prompt(reading_name(p.name, read, passages, guess, fit), one.build, one.stop, f"{one.description}, one at a time")
+    name = reading_prompt(prompt, reading, index).name   # checks the prompt before any model is loaded
     _positive_int(batch_size, 'batch_size'), _positive_int(max_new_tokens, 'max_new_tokens')
     check_output_dir(out, ANSWER_FILES, overwrite)
-    tokenizer, mdl = load_model(model, gguf_file=gguf_file)
+    tokenizer, mdl = load_model(model, gguf_file=gguf_file, precision=precision)
     t0 = time.perf_counter()
-    if passages and read != 'together':
-        records = read_each(mdl, tokenizer, entries, prompt, index, passages, batch_size, max_new_tokens, seed=seed, progress=progress, copy_answers=read == 'copy', guess=guess, fit=fit)
-    else: records = generate_records(mdl, tokenizer, entries, p, batch_size, max_new_tokens, seed=seed, progress=progress)
+    records = answer_questions(mdl, tokenizer, entries, prompt, reading, index, batch_size, max_new_tokens, seed, progress)
     secs = time.perf_counter() - t0
     for r in records: r['settings']['model'] = str(model)
     paths = write_answers(out, records, overwrite)
     toks = sum(r['new_tokens'] for r in records)
     return dict(n=len(records), seconds=round(secs, 3), new_tokens=toks, tokens_per_s=round(toks / max(secs, 1e-9), 1),
-                stop_reasons=dict(Counter(r['stop_reason'] for r in records)), prompt=p.name, model=str(model),
+                stop_reasons=dict(Counter(r['stop_reason'] for r in records)), prompt=name, model=str(model),
                 **{k: str(v) for k, v in paths.items()})
 
 # %% ../nbs/03_generate.ipynb
+def add_answer_args(p, prompt:str='fewshot'):
+    "The flags of how to answer, shared by `generate` and `ask`: prompt, decoding, open-book reading, precision."
+    p.add_argument('--prompt', default=prompt, help=f'prompt name: course, alpaca, fewshot, alpaca_short (default: {prompt})')
+    p.add_argument('--batch-size', type=int, default=16, help='questions per batch (default: 16)')
+    p.add_argument('--max-new-tokens', type=int, default=24, help='most tokens per answer (default: 24)')
+    p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books (default: 0)')
+    p.add_argument('--read', default='together', choices=READS,
+                   help="open book: 'together' = all passages in one prompt, 'each' = each passage alone, keep the best; "
+                        "'copy' = 'each' with answers copied from the passages (default: together)")
+    p.add_argument('--guess', type=int, default=0, help="read one at a time: also read up to N passages found with the "
+                   "model's closed-book answer added to the question (default: 0 = off)")
+    p.add_argument('--fit', type=float, default=0.0, help='read one at a time: weight of how well each answer fits the '
+                   'question closed book (default: 0 = off)')
+    p.add_argument('--precision', default='auto', choices=('auto', *PRECISIONS),
+                   help="number format of the weights (default: auto = load.choose_precision)")
+    p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
+
 def add_generate_args(p):
     "Arguments of `sherlock-instruct generate`."
     p.add_argument('--model', required=True, help="model: a folder, a hub id, a .gguf file, 'smollm2-135m-instruct' or 'tiny'")
     p.add_argument('--gguf-file', default=None, help='GGUF file name inside the --model folder')
     p.add_argument('--questions', required=True, help='question file: a JSON list of {"question", "answer"}')
     p.add_argument('--out', required=True, help='output folder for answers.txt and answers.jsonl')
-    p.add_argument('--prompt', default='fewshot', help='prompt name: course, alpaca, fewshot, alpaca_short (default: fewshot)')
-    p.add_argument('--batch-size', type=int, default=16, help='questions per batch (default: 16)')
-    p.add_argument('--max-new-tokens', type=int, default=24, help='most tokens per answer (default: 24)')
-    p.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    p.add_argument('--passages', type=int, default=0, help='open book: read the N best passages of the books first (default: 0)')
-    p.add_argument('--read', default='together', choices=READS,
-                   help="open book: 'together' = all passages in one prompt, 'each' = answer from each passage alone and keep the best, 'copy' = 'each' with answers copied from the passages (default: together)")
-    p.add_argument('--guess', type=int, default=0, help="read one at a time: also read up to N passages found with the model's closed-book answer added to the question (default: 0 = off)")
-    p.add_argument('--fit', type=float, default=0.0, help='read one at a time: weight of how well each answer fits the question closed book (default: 0 = off)')
-    p.add_argument('--data-dir', default='', help='open book: data folder with gutenberg/ (default: found automatically)')
     p.add_argument('--force', action='store_true', help='replace existing answer files in --out')
+    add_answer_args(p)
 
 def generate_command(args) -> int:
     "Run `sherlock-instruct generate`: answer the questions, write the files, print the summary."
     s = run_generate(args.model, args.questions, args.out, args.prompt, args.batch_size, args.max_new_tokens, args.seed,
-                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir, read=args.read, guess=args.guess, fit=args.fit)
+                     args.force, args.gguf_file, passages=args.passages, data_dir=args.data_dir, read=args.read,
+                     guess=args.guess, fit=args.fit, precision=args.precision)
     print(f"{s['n']} answers in {s['seconds']:.1f} s ({s['tokens_per_s']} new tokens/s), stop reasons {s['stop_reasons']}")
     print(f"wrote {s['answers_txt']} and {s['answers_jsonl']}")
     return 0
@@ -496,7 +540,8 @@ DEMO_QUESTIONS = [{'question': q, 'answer': a} for q, a in [('What is the capita
 
 def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='fewshot', batch_size:int=16, max_new_tokens:int=24,
                    seed:int=0, overwrite:bool=False,
-                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='', read:str='together', guess:int=0, fit:float=0.0) -> dict:
+                   passages:int=0, books=tuple(COURSE_BOOKS), data_dir:str='', read:str='together', guess:int=0, fit:float=0.0,
+                   precision:str='auto') -> dict:
     "The generate step of a run: answer `questions` (path, '' = the course's file) with `model` into `out` ('' = a temp folder)."
     if not questions:
         data = find_data_dir()
@@ -509,4 +554,4 @@ def generate_stage(stage:str, model:str, questions:str, out:str, prompt:str='few
     return dict(stage=stage, questions=str(questions), **run_generate(model, questions, out, prompt, batch_size, max_new_tokens,
                                                                        seed, overwrite, progress=False, passages=passages,
                                                                        books=books, data_dir=data_dir, read=read,
-                                                                       guess=guess, fit=fit))
+                                                                       guess=guess, fit=fit, precision=precision))

@@ -4,18 +4,19 @@
 
 # %% ../nbs/00_load.ipynb 6
 from __future__ import annotations
-import hashlib, json, os, re, tempfile, warnings
+import hashlib, json, os, re, tempfile, time, warnings
 from pathlib import Path
 from typing import Any
 
 # %% auto 0
-__all__ = ['MODEL_ALIASES', 'GGUF_PARTS', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL', 'ALPACA_SHA256', 'QUESTIONS_URL',
-           'QUESTIONS_SHA256', 'SherlockError', 'current_umask', 'atomic_write', 'write_json', 'sha256_file',
-           'cache_dir', 'package_data', 'resolve_model', 'context_length', 'scored_logits', 'pick_device', 'pick_dtype',
-           'convert_gguf', 'load_model', 'tiny_tokenizer', 'tiny_model', 'read_json', 'check_records', 'load_entries',
-           'find_data_dir', 'data_paths', 'answer_aliases', 'download_file', 'cached_download', 'load_alpaca',
-           'clean_gutenberg', 'gutenberg_url', 'read_text', 'load_books', 'questions_file', 'download_paths',
-           'stage_paths', 'load_stage']
+__all__ = ['MODEL_ALIASES', 'GGUF_PARTS', 'PRECISIONS', 'CPU_BF16_MIN_SPEEDUP', 'COURSE_BOOKS', 'DATA_LAYOUT', 'ALPACA_URL',
+           'ALPACA_SHA256', 'QUESTIONS_URL', 'QUESTIONS_SHA256', 'SherlockError', 'current_umask', 'atomic_write',
+           'write_json', 'sha256_file', 'cache_dir', 'package_data', 'read_json', 'read_jsonl', 'resolve_model',
+           'context_length', 'scored_logits', 'pick_device', 'matmul_rate', 'precision_dtype', 'cpu_name',
+           'cpu_bf16_probe', 'cuda_capability', 'choose_precision', 'resolve_precision', 'convert_gguf', 'load_model',
+           'tiny_tokenizer', 'tiny_model', 'check_records', 'load_entries', 'find_data_dir', 'data_paths',
+           'answer_aliases', 'download_file', 'cached_download', 'load_alpaca', 'clean_gutenberg', 'gutenberg_url',
+           'read_text', 'load_books', 'questions_file', 'download_paths', 'stage_paths', 'load_stage']
 
 # %% ../nbs/00_load.ipynb
 class SherlockError(ValueError):
@@ -66,6 +67,29 @@ def package_data(name:str) -> Path:
     "The path of a file shipped in the package's `data/` folder (dev questions, short_qa.json, the ablation results)."
     import importlib.resources
     return Path(str(importlib.resources.files('sherlock_instruct')/'data'/name))
+
+# %% ../nbs/00_load.ipynb
+def read_json(path:str|Path, what:str='file') -> Any:
+    "Read a JSON file with errors that name the file: missing, not UTF-8, invalid JSON (line/column)."
+    path = Path(path)
+    if not path.exists(): raise SherlockError(f"{what} {path} does not exist: check the path")
+    if path.is_dir(): raise SherlockError(f"{what} {path} is a folder, expected a JSON file")
+    try: text = path.read_bytes().decode('utf-8-sig')
+    except UnicodeDecodeError as e: raise SherlockError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start}): re-save it as UTF-8") from None
+    if not text.strip(): raise SherlockError(f"{what} {path} is empty: expected a JSON list")
+    try: return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SherlockError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+
+def read_jsonl(path:str|Path, what:str='file') -> list[dict]:
+    "The rows of a JSON-lines file (none when it is absent); a bad line raises naming the file and the line."
+    path, rows = Path(path), []
+    if not path.exists(): return rows
+    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip(): continue
+        try: rows.append(json.loads(line))
+        except json.JSONDecodeError as e: raise SherlockError(f"{what} {path} line {n} is not valid JSON: {e.msg}") from None
+    return rows
 
 # %% ../nbs/00_load.ipynb
 MODEL_ALIASES = {
@@ -129,7 +153,7 @@ def context_length(model) -> int|None:
     return None
 
 def scored_logits(model, input_ids, attention_mask, keep):
-    "Float logits at the positions where the bool mask `keep` is True, row by row: the LM head (and any final soft-capping) runs on those alone."
+    "Float logits where the bool mask `keep` is True, row by row: the LM head (and any soft-capping) runs on those alone."
     hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     logits = model.get_output_embeddings()(hidden[keep]).float()
     cap = getattr(model.config, 'final_logit_softcapping', None)
@@ -143,12 +167,79 @@ def pick_device(device:str|None=None) -> str:
     if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-def pick_dtype(device:str, for_training:bool=False):
-    "fp32 for training (mixed precision comes from the Trainer) and on CPU; bf16/fp16 for GPU inference."
+# %% ../nbs/00_load.ipynb
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+CPU_BF16_MIN_SPEEDUP = 1.3   # bf16 matmul must reach this multiple of the fp32 rate to count as fast on a CPU
+
+def matmul_rate(dtype:str='fp32', n:int=1024, reps:int=5, device:str='cpu') -> float:
+    "GFLOP/s of an `n`×`n` matmul in `dtype` ('fp32', 'bf16', 'fp16') on `device`: best of `reps` after a warm-up."
     import torch
-    if for_training or device == 'cpu': return torch.float32
-    if device.startswith('cuda'): return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    dt = precision_dtype(dtype)
+    a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    a @ b; sync()
+    best = float('inf')
+    for _ in range(reps):
+        t = time.perf_counter(); a @ b; sync(); best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+def precision_dtype(precision:str):
+    "The torch dtype of a precision name."
+    import torch
+    if precision not in PRECISIONS: raise SherlockError(f"precision must be one of {', '.join(PRECISIONS)} or auto, got {precision!r}")
+    return {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+
+# %% ../nbs/00_load.ipynb
+def cpu_name() -> tuple[str, str]:
+    "This CPU's model name and its bf16/AMX flags (from /proc/cpuinfo where there is one)."
+    import platform
+    name, flags = platform.processor() or platform.machine(), ''
+    try:
+        info = Path('/proc/cpuinfo').read_text()
+        name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), name)
+        flags = ' '.join(sorted({f for f in info.split() if 'bf16' in f or f.startswith('amx')}))
+    except OSError: pass
+    return name, flags
+
+def _cpu_signature() -> str:
+    "What the bf16 probe's answer depends on: CPU model, its bf16 flags, torch version, thread count."
+    import torch
+    return f"{'|'.join(cpu_name())}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+
+def cpu_bf16_probe(refresh:bool=False) -> dict:
+    "This CPU's fp32 and bf16 matmul GFLOP/s and whether bf16 is fast (`fast`); measured once per machine, then cached."
+    sig = _cpu_signature()
+    f = cache_dir()/'cpu_bf16_probe.json'
+    known = read_json(f, 'probe cache') if f.exists() else {}
+    if sig in known and not refresh: return known[sig]
+    fp32, bf16 = matmul_rate('fp32'), matmul_rate('bf16')
+    known[sig] = dict(cpu=sig, fp32_gflops=round(fp32, 1), bf16_gflops=round(bf16, 1), speedup=round(bf16 / fp32, 2),
+                      fast=bf16 >= CPU_BF16_MIN_SPEEDUP * fp32)
+    write_json(f, known)
+    return known[sig]
+
+# %% ../nbs/00_load.ipynb
+def cuda_capability(device:str='cuda') -> tuple[int, int]:
+    "The CUDA compute capability of `device` as `(major, minor)`."
+    import torch
+    return tuple(torch.cuda.get_device_capability(device))
+
+def choose_precision(device:str, capability:tuple|float|None=None, cpu_bf16:bool|None=None) -> str:
+    "'bf16', 'fp16' or 'fp32' for `device` (see the table above); `capability` / `cpu_bf16` default to measuring."
+    if str(device).startswith('cuda'):
+        cap = cuda_capability(device) if capability is None else capability
+        major = cap[0] if isinstance(cap, tuple) else int(cap)
+        return 'bf16' if major >= 8 else 'fp16'
+    if device == 'cpu':
+        fast = cpu_bf16_probe()['fast'] if cpu_bf16 is None else cpu_bf16
+        return 'bf16' if fast else 'fp32'
+    return 'fp32'
+
+def resolve_precision(precision:str, device:str) -> str:
+    "`precision` itself, or for 'auto' the choice of `choose_precision` on `device`."
+    if precision == 'auto': return choose_precision(device)
+    precision_dtype(precision)   # checks the name
+    return precision
 
 # %% ../nbs/00_load.ipynb
 def _gguf_cache(folder:str, gguf_file:str) -> Path:
@@ -185,8 +276,9 @@ def convert_gguf(folder:str, gguf_file:str, out:str|Path|None=None) -> Path:
 
 # %% ../nbs/00_load.ipynb
 def load_model(model_path:str|Path, gguf_file:str|None=None, dtype=None, device:str|None=None,
-               for_training:bool=False, trust_remote_code:bool=False):
-    "Load `(tokenizer, model)` from a hub id, a local folder, a GGUF file or an alias; set a pad token if missing."
+               for_training:bool=False, trust_remote_code:bool=False, precision:str='auto'):
+    "`(tokenizer, model)` from a hub id, folder, GGUF file or alias; fp32 to train, else in `precision`'s dtype."
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     if str(model_path) == 'tiny': return tiny_model()
     path, gguf = resolve_model(model_path, gguf_file)
@@ -194,7 +286,7 @@ def load_model(model_path:str|Path, gguf_file:str|None=None, dtype=None, device:
     elif not Path(path).exists() and (str(path).startswith(('.', '/', '~')) or os.sep in str(path) and not re.fullmatch(r'[\w.-]+/[\w.-]+', str(path))):
         raise SherlockError(f"model folder {path} does not exist: check the path, or pass a hub id like 'gpt2-medium'")
     device = pick_device(device)
-    dtype = dtype or pick_dtype(device, for_training)
+    dtype = dtype or (torch.float32 if for_training else precision_dtype(resolve_precision(precision, device)))
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=None, trust_remote_code=trust_remote_code)
@@ -232,18 +324,6 @@ def tiny_model(seed:int=0, layers:int=2, hidden:int=64):
     return tok, LlamaForCausalLM(cfg).eval()
 
 # %% ../nbs/00_load.ipynb
-def read_json(path:str|Path, what:str='file') -> Any:
-    "Read a JSON file with errors that name the file: missing, not UTF-8, invalid JSON (line/column)."
-    path = Path(path)
-    if not path.exists(): raise SherlockError(f"{what} {path} does not exist: check the path")
-    if path.is_dir(): raise SherlockError(f"{what} {path} is a folder, expected a JSON file")
-    try: text = path.read_bytes().decode('utf-8-sig')
-    except UnicodeDecodeError as e: raise SherlockError(f"{what} {path} is not UTF-8 text ({e.reason} at byte {e.start}): re-save it as UTF-8") from None
-    if not text.strip(): raise SherlockError(f"{what} {path} is empty: expected a JSON list")
-    try: return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SherlockError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-
 def check_records(data:Any, path:str|Path, what:str, keys:tuple, required:tuple, item:str='entry') -> list[dict]:
     "Check `data` is a non-empty list of objects with string `keys` (`required` ones non-blank); errors name the file, index and key."
     if not isinstance(data, list): raise SherlockError(f"{what} {path} must contain a JSON list of objects, got {type(data).__name__}")

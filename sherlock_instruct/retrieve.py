@@ -12,23 +12,51 @@ from .prompts import Prompt, alpaca_build_prompt, get_prompt
 from .evaluate import normalize_answer
 
 # %% auto 0
-__all__ = ['STOPWORDS', 'OPEN_BOOK_INSTRUCTION', 'OPEN_BOOK_HEAD', 'OPEN_BOOK_SHOT', 'OPEN_BOOK', 'NO_ANSWER', 'book_passages',
-           'index_terms', 'BookIndex', 'open_book_alpaca', 'open_book_fewshot', 'open_book', 'name_words',
-           'sentence_question', 'qa_record', 'book_qa_records', 'unanswerable_records']
+__all__ = ['STOPWORDS', 'OPEN_BOOK_INSTRUCTION', 'OPEN_BOOK_HEAD', 'OPEN_BOOK_SHOT', 'OPEN_BOOK', 'NO_ANSWER', 'book_title',
+           'story_heading', 'book_passages', 'index_terms', 'BookIndex', 'snippet', 'open_book_alpaca',
+           'open_book_fewshot', 'open_book', 'name_words', 'sentence_question', 'qa_record', 'book_qa_records',
+           'unanswerable_records']
+
+# %% ../nbs/01a_retrieve.ipynb
+_SMALL_WORDS = frozenset('a an the of in on and at to for with by'.split())
+_NUMBERED = re.compile(r"(?:(?:Adventure|ADVENTURE) )?[IVXLC]+\.(?:--| )\s*(.+)")
+_NOT_STORY = re.compile(r"(?:chapter|part|book|preface|by)\b", re.I)
+
+def book_title(book:int) -> str:
+    "The title of ebook `book` (`COURSE_BOOKS`), or `ebook N` for another book."
+    return COURSE_BOOKS.get(book, f'ebook {book}')
+
+def _title_case(t:str) -> str:
+    "An all-capitals title in title case ('THE RED-HEADED LEAGUE' -> 'The Red-Headed League'); others unchanged."
+    if t != t.upper(): return t
+    cap = lambda w: '-'.join(x[:1].upper() + x[1:].lower() for x in w.split('-'))
+    return ' '.join(w.lower() if k and w.lower() in _SMALL_WORDS else cap(w) for k, w in enumerate(t.split()))
+
+def story_heading(para:str) -> str|None:
+    "The story title a paragraph announces ('I. A SCANDAL IN BOHEMIA', a bare 'The Adventure of …'), else None."
+    if len(para) > 80 or not para[:1].isupper() or _NOT_STORY.match(para): return None
+    m = _NUMBERED.fullmatch(para)
+    if not m and (para == para.upper() or re.search(r'[.,;?!"“”‘]', para)): return None
+    ws = (m[1] if m else para).replace('_', '').rstrip('.').split()
+    caps = lambda w: w.lstrip('“‘"')[:1].isupper()
+    if not (1 if m else 3) <= len(ws) <= 10 or not caps(ws[0]): return None
+    return _title_case(' '.join(ws)) if all(caps(w) or w in _SMALL_WORDS for w in ws) else None
 
 # %% ../nbs/01a_retrieve.ipynb
 def book_passages(books:dict[int, str], words:int=120) -> list[dict]:
-    "Passages of about `words` words from cleaned books (`{ebook: text}`), whole paragraphs where they fit: `{book, text}`."
+    "Passages `{book, text, story}` of about `words` words of cleaned books, whole paragraphs where they fit."
     if words < 10: raise SherlockError(f"passage size {words} words is too small: use 10 or more (120 is the default)")
-    out = []
+    out = []   # a passage's story: the one most of its words belong to
     for book, text in books.items():
-        cur = []
+        cur, shares, story = [], {}, book_title(book)   # shares: words of `cur` per story
+        add = lambda ws, s: out.append({'book': book, 'text': ' '.join(ws), 'story': s})
         for para in text.split('\n\n'):
+            story = story_heading(para) or story
             ws = para.split()
-            if cur and len(cur) + len(ws) > words: out.append({'book': book, 'text': ' '.join(cur)}); cur = []
-            while len(ws) > words * 1.5: out.append({'book': book, 'text': ' '.join(ws[:words])}); ws = ws[words:]
-            cur += ws
-        if cur: out.append({'book': book, 'text': ' '.join(cur)})
+            if cur and len(cur) + len(ws) > words: add(cur, max(shares, key=shares.get)); cur, shares = [], {}
+            while len(ws) > words * 1.5: add(ws[:words], story); ws = ws[words:]
+            cur += ws; shares[story] = shares.get(story, 0) + len(ws)
+        if cur: add(cur, max(shares, key=shares.get))
     return out
 
 # %% ../nbs/01a_retrieve.ipynb
@@ -94,6 +122,28 @@ def context_of(self:BookIndex, ids) -> str:
 def context(self:BookIndex, query:str, k:int=1) -> str:
     "The `k` best passages for `query` as `Passage: …` blocks, best last."
     return self.context_of(reversed(self.search(query, k)))
+
+# %% ../nbs/01a_retrieve.ipynb
+def _word_key(w:str) -> str: return re.sub(r'[\W_]', '', w.lower())
+
+def snippet(text:str, answer:str, words:int=25) -> str:
+    "About `words` words of `text` around the first occurrence of `answer`'s words (case-insensitive), `…` where cut."
+    ws = text.split()
+    keys, toks = [_word_key(w) for w in ws], [t for t in map(_word_key, answer.split()) if t]
+    content = set(toks) - STOPWORDS
+    at = next((i for i in range(len(ws)) if toks and keys[i:i + len(toks)] == toks), None)
+    if at is None: at = next((i for i, k in enumerate(keys) if k in content), 0)   # else a word of it, else the start
+    start = max(0, min(at - (words - len(toks)) // 2, len(ws) - words))
+    return ('… ' if start else '') + ' '.join(ws[start:start + words]) + (' …' if start + words < len(ws) else '')
+
+@patch
+def source_of(self:BookIndex, i:int, answer:str, words:int=25) -> dict:
+    "Where passage `i` comes from and what it says around `answer`: `{book, title, story, snippet}`."
+    if not 0 <= i < len(self.passages):
+        raise SherlockError(f"passage {i} is not in the index (0 to {len(self.passages) - 1})")
+    p, title = self.passages[i], book_title(self.passages[i]['book'])
+    return {'book': p['book'], 'title': title, 'story': p.get('story', title),
+            'snippet': snippet(p['text'], answer, words)}
 
 # %% ../nbs/01a_retrieve.ipynb
 OPEN_BOOK_INSTRUCTION = "Answer the question about the Sherlock Holmes stories in a few words, using the passages."

@@ -10,14 +10,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 import sherlock_instruct.load as _load
-from .analysis import STAGES
+from .analysis import ROWS
 from .load import SherlockError, find_data_dir, data_paths, load_entries, read_json, sha256_file, write_json
 
 # %% auto 0
 __all__ = ['PKG_DIR', 'PRESETS', 'KERNEL', 'SHARED', 'preset_names', 'load_preset', 'flat_keys', 'parse_value', 'apply_overrides',
            'repo_nbs', 'notebook_params', 'check_kernel', 'cell_directives', 'stage_notebook', 'stage_undefined_names',
-           'plan_chain', 'step_parameters', 'path_sha', 'relativize', 'step_key', 'prepare_run', 'host_info',
-           'run_lock', 'StageError', 'execute_step', 'run_chain', 'add_run_args', 'run_command']
+           'open_book_settings', 'plan_chain', 'step_parameters', 'path_sha', 'relativize', 'step_key', 'prepare_run',
+           'host_info', 'run_lock', 'StageError', 'execute_step', 'run_chain', 'add_run_args', 'run_command']
 
 # %% ../nbs/06_run.ipynb
 PKG_DIR = Path(_load.__file__).parent   # (the package's own `__file__` is None when an editable install maps it as a namespace)
@@ -237,6 +237,14 @@ def _step(nb, stage, wire, section=None, opt=None, inputs=(), outputs=(), name=N
     return dict(name=name or f'{nb}-{stage}', notebook=nb, stage=stage, wire=wire, section=section or {}, opt=opt or {},
                 inputs=[str(i) for i in inputs], outputs=[str(o) for o in outputs])
 
+def open_book_settings(p:dict) -> dict:
+    "The reading settings every open-book row shares (`generate.open_book`): the column compares models, not settings."
+    ob = p.get('generate', {}).get('open_book')
+    if not isinstance(ob, dict) or not isinstance(ob.get('passages'), int) or ob['passages'] < 1:
+        raise SherlockError("preset: generate.open_book must be an object with passages >= 1 (and read, guess, fit): "
+                            "the reading settings of the open-book rows")
+    return ob
+
 def plan_chain(p:dict, run:Path, data:dict) -> list[dict]:
     "The steps of the chain for resolved parameters `p`, run folder `run` and data paths `data` (`questions`, `alpaca`, `books`)."
     R, q = Path(run), str(data['questions'])
@@ -244,14 +252,17 @@ def plan_chain(p:dict, run:Path, data:dict) -> list[dict]:
     shared = {k: p[k] for k in SHARED if k in p} | {'overwrite': True}
     books = shared | {'data_dir': p['data_dir'], 'books': p['books']}   # the finetune and open-book generate steps read the books
     files = dict(domain=list(data.get('books', {}).values()), instruct=[data['alpaca']] if data.get('alpaca') else [])
-    model_of = dict(base=p['model'], base_fewshot=p['model'], domain=str(R/'models'/'domain'), instruct=str(R/'models'/'instruct'))
+    model_of = dict(base=p['model'], domain=str(R/'models'/'domain'), instruct=str(R/'models'/'instruct'))
     def inrun(m): return [m] if str(m).startswith(str(R)) else []
-    def answer(stage):
-        out, gen = R/stage, _section(p.get('generate', {}), stage)
-        return [_step('03_generate', stage, dict(stage=stage, model=model_of[stage], questions=q, out=str(out)), gen, books,
+    def answer(row):
+        (stage, mode), out = ROWS[row], R/row
+        gen = _section(p.get('generate', {}), row) | (open_book_settings(p) if mode == 'open' else {})
+        return [_step('03_generate', row, dict(stage=row, model=model_of[stage], questions=q, out=str(out)), gen, books,
                       [*inrun(model_of[stage]), q], [out/'answers.jsonl', out/'answers.txt']),
-                _step('04_evaluate', stage, dict(stage=stage, answers=str(out/'answers.jsonl'), questions=q, out=str(out), metrics=str(R/'metrics.json')),
-                      _section(p.get('evaluate', {}), stage), shared, [out/'answers.jsonl', q], [out/'scores.json'])]
+                _step('04_evaluate', row, dict(stage=row, answers=str(out/'answers.jsonl'), questions=q, out=str(out),
+                                               metrics=str(R/'metrics.json')),
+                      _section(p.get('evaluate', {}), row), shared, [out/'answers.jsonl', q], [out/'scores.json'])]
+    def rows_of(stage): return [s for r in ROWS if ROWS[r][0] == stage for s in answer(r)]
     def train(stage, model):
         return [_step('02_finetune', stage, dict(stage=stage, model=model, out=str(R/'models'/stage)), p.get(stage, {}),
                       books, [*inrun(model), *files[stage]], [R/'models'/stage])]
@@ -260,10 +271,10 @@ def plan_chain(p:dict, run:Path, data:dict) -> list[dict]:
                  alpaca_count=p.get('instruct', {}).get('alpaca_count', 5000)),
                  [f for f in map(str, [q, *files['domain'], *files['instruct']]) if f not in fetched], [R/'data.json', *fetched])
     report = _step('05_analysis', 'report', dict(run_dir=str(R)), p.get('analysis', {}), {},
-                   [R/'metrics.json', *[R/s/f for s in STAGES for f in ('answers.jsonl', 'scores.json')], R/'models'/'domain'/'training_log.json',
+                   [R/'metrics.json', *[R/s/f for s in ROWS for f in ('answers.jsonl', 'scores.json')], R/'models'/'domain'/'training_log.json',
                     R/'models'/'instruct'/'training_log.json', R/'data.json'], [R/'report.md', R/'report.html'])
-    return [load, *answer('base'), *answer('base_fewshot'), *train('domain', p['model']), *answer('domain'),
-            *train('instruct', model_of['domain']), *answer('instruct'), report]
+    return [load, *rows_of('base'), *train('domain', p['model']), *rows_of('domain'),
+            *train('instruct', model_of['domain']), *rows_of('instruct'), report]
 
 def step_parameters(step:dict, declared:dict, nb_path:Path) -> dict:
     "The parameters to inject into the step's notebook; raise if wiring or a preset key is not declared there."
@@ -379,7 +390,7 @@ def host_info(nbs:Path) -> dict:
     "Where the run happens: host, platform, Python, CPUs, accelerator, git commit of the notebooks."
     import torch
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'
-    return dict(host=platform.node(), platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(),
+    return dict(host=platform.node(), platform=platform.platform(), cpu=_load.cpu_name()[0], python=platform.python_version(), cpus=os.cpu_count(),
                 device=dev, torch=torch.__version__, package=_version(), git_commit=_git_commit(nbs))
 
 @contextmanager
