@@ -606,7 +606,7 @@ def _printed(src:str, ns:dict, where:Path) -> str:
     return buf.getvalue().strip()
 
 def readme_markdown(nb_path:str|Path) -> str:
-    "README text from a notebook: markdown cells, visible code as ```python blocks, `asis` cells' printed markdown."
+    "README text from a notebook: markdown, visible code as ```python blocks, `asis` cells' output (after `hide` cells)."
     nb, ns = json.loads(Path(nb_path).read_text(encoding='utf-8')), {}
     parts = []
     for c in nb['cells']:
@@ -614,7 +614,8 @@ def readme_markdown(nb_path:str|Path) -> str:
         if not src: continue
         if c['cell_type'] == 'code':
             if _asis(src): src = _printed(src, ns, Path(nb_path).parent)
-            elif re.search(r'^#\|\s*(hide|export|exporti|eval:\s*false)\b', src, re.M): continue
+            elif re.search(r'^#\|\s*hide\b', src, re.M): _printed(src, ns, Path(nb_path).parent); continue   # imports
+            elif re.search(r'^#\|\s*(export|exporti|eval:\s*false)\b', src, re.M): continue
             else: src = f"```python\n{src}\n```"
         parts.append(src)
     head, *rest = parts or ['']
