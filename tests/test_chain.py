@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from sherlock_instruct.analysis import ROWS
 from sherlock_instruct.cli import main
 
 CLI = [str(Path(sys.executable).with_name('sherlock-instruct'))]
 if not Path(CLI[0]).exists(): CLI = [sys.executable, '-m', 'sherlock_instruct.cli']
 KILL_AT = '02_finetune-instruct'
-STEPS = ['00_load-data', '03_generate-base', '04_evaluate-base', '03_generate-base_fewshot', '04_evaluate-base_fewshot',
-         '02_finetune-domain', '03_generate-domain', '04_evaluate-domain', '02_finetune-instruct', '03_generate-instruct',
-         '04_evaluate-instruct', '05_analysis-report']
+ANSWER = lambda *rows: [f'{nb}-{r}' for r in rows for nb in ('03_generate', '04_evaluate')]
+STEPS = ['00_load-data', *ANSWER('base', 'base_fewshot', 'base_open'), '02_finetune-domain', *ANSWER('domain', 'domain_open'),
+         '02_finetune-instruct', *ANSWER('instruct', 'instruct_open'), '05_analysis-report']
+CHANGED = ANSWER('domain')   # the resume changes generate.domain.max_new_tokens: the domain row's answers and scores
 
 
 def cli(*args, timeout=600):
@@ -61,12 +63,13 @@ def smoke(data_dir, tmp_path_factory):
 
 def test_kill_and_resume(smoke):
     run, killed, r = smoke['run'], smoke['killed'], smoke['resumed']
-    assert '[1/12] 00_load-data: running' in smoke['first_output']        # live progress
+    assert f'[1/{len(STEPS)}] 00_load-data: running' in smoke['first_output']        # live progress
     assert killed['status'] == 'running' and killed['steps'][KILL_AT]['status'] == 'running'
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     h = last(run)
-    assert h['skipped'] == STEPS[:6]                                      # untouched by the change, complete before the kill
-    assert h['executed'] == STEPS[6:]                                     # changed: domain answers and what depends on them; killed: the rest
+    done = STEPS[:STEPS.index(KILL_AT)]                                   # complete before the kill
+    assert h['skipped'] == [s for s in done if s not in CHANGED]         # untouched by the change
+    assert h['executed'] == CHANGED + STEPS[STEPS.index(KILL_AT):]       # changed, then the killed step and the rest
     m = manifest(run)
     assert m['status'] == 'complete' and all(m['steps'][s]['status'] == 'complete' for s in STEPS)
     assert m['steps']['03_generate-domain']['parameters']['max_new_tokens'] == 6
@@ -82,7 +85,8 @@ def test_outputs(smoke):
         assert (run/rec['executed_notebook']).exists()
     assert m['steps']['02_finetune-domain']['inputs'] == {'$DATA/gutenberg/2097.txt': m['steps']['02_finetune-domain']['inputs']['$DATA/gutenberg/2097.txt']}
     metrics = json.loads((run/'metrics.json').read_text())
-    assert sorted(metrics['stages']) == ['base', 'base_fewshot', 'domain', 'instruct']
+    assert sorted(metrics['stages']) == sorted(ROWS)
+    assert {st['mode'] for st in metrics['stages'].values()} == {'closed', 'open'}
     for st in metrics['stages'].values():
         assert {'precision', 'recall', 'f1', 'exact_match', 'f1_aliases', 'ci'} <= set(st) and st['n'] == 50
     for stage in metrics['stages']:
