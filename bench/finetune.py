@@ -55,14 +55,8 @@ MATMUL_N = 2048   # matmul size for the MFU denominators: a batch of 8 x 256 tok
 
 def linear_rate(dtype:str='fp32', n:int=MATMUL_N, reps:int=3) -> float:
     "Best GFLOP/s of an n x n x n product in `nn.Linear`'s layout, `x @ W.T` (`matmul_rate` times `a @ b`)."
-    import torch
-    from sherlock_instruct.load import precision_dtype
-    a, b = (torch.randn(n, n).to(precision_dtype(dtype)) for _ in range(2))
-    a @ b.T
-    best = float('inf')
-    for _ in range(reps):
-        t = time.perf_counter(); a @ b.T; best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    from sherlock_instruct.load import matmul_rate
+    return matmul_rate(dtype, n, reps, linear=True)
 
 
 def rates(dtype:str, reps:int=3) -> tuple[float, float]:

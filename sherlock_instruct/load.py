@@ -171,11 +171,12 @@ def pick_device(device:str|None=None) -> str:
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 CPU_BF16_MIN_SPEEDUP = 1.3   # bf16 matmul must reach this multiple of the fp32 rate to count as fast on a CPU
 
-def matmul_rate(dtype:str='fp32', n:int=1024, reps:int=5, device:str='cpu') -> float:
-    "GFLOP/s of an `n`×`n` matmul in `dtype` ('fp32', 'bf16', 'fp16') on `device`: best of `reps` after a warm-up."
+def matmul_rate(dtype:str='fp32', n:int=1024, reps:int=5, device:str='cpu', linear:bool=False) -> float:
+    "GFLOP/s of an `n`×`n` matmul in `dtype` on `device`, best of `reps`; `linear`: `nn.Linear`'s layout, `x @ W.T`."
     import torch
     dt = precision_dtype(dtype)
     a, b = (torch.randn(n, n, device=device).to(dt) for _ in range(2))
+    if linear: b = b.T
     sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
     a @ b; sync()
     best = float('inf')
