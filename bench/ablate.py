@@ -10,7 +10,7 @@ many course questions). `--course` adds the course-set score to a row; it is mea
 is reported as a test set.
 
 A row is `LABEL=MODEL:PROMPT:PASSAGES:MAX_NEW_TOKENS[:READ[:GUESS:FIT]]` (READ: `together`, the default, `each` or `copy`;
-GUESS and FIT: `read_each`'s `guess` passages and `fit` weight, 0 = off), for example
+GUESS and FIT: `ReadParams`' `guess` passages and `fit` weight, 0 = off), for example
 
     python bench/ablate.py \\
         --row "instruct, open book (1 passage)=runs/A/models/instruct:alpaca_short:1:16" \\
@@ -40,16 +40,14 @@ def parse_row(text:str) -> dict:
 
 def score_set(model, tok, entries, spec:dict, index) -> dict:
     "Answer `entries` as the row `spec` says and score them: F1/EM means, F1 CI, seconds."
-    from sherlock_instruct.generate import as_prompt, generate_records, read_each
+    from sherlock_instruct.generate import AnswerParams
+    from sherlock_instruct.read import ReadParams, answer_questions, check_reading
     from sherlock_instruct.evaluate import score_answers
-    from sherlock_instruct.retrieve import open_book
-    t, k, n = time.perf_counter(), spec['passages'], spec['max_new_tokens']
-    if k and spec['read'] != 'together':
-        recs = read_each(model, tok, entries, spec['prompt'], index, k, max_new_tokens=n, progress=False, copy_answers=spec['read'] == 'copy',
-                         guess=spec.get('guess', 0), fit=spec.get('fit', 0.0))
-    else:
-        p = open_book(spec['prompt'], index, k) if k else as_prompt(spec['prompt'])
-        recs = generate_records(model, tok, entries, p, batch_size=16, max_new_tokens=n, progress=False)
+    t = time.perf_counter()
+    a = AnswerParams(prompt=spec['prompt'], max_new_tokens=spec['max_new_tokens'])
+    r = check_reading(ReadParams(passages=spec['passages'], read=spec['read'], guess=spec.get('guess', 0),
+                                 fit=spec.get('fit', 0.0)))
+    recs = answer_questions(model, tok, entries, a, r, index, progress=False)
     s = score_answers([(r['index'], r['question'], r['answer'], r['expected']) for r in recs])
     return dict(n=s['n'], f1=round(s['f1'], 4), f1_ci=[round(x, 4) for x in s['ci']['f1']], em=round(s['exact_match'], 4),
                 f1_aliases=round(s.get('f1_aliases', s['f1']), 4), seconds=round(time.perf_counter() - t, 1),
@@ -66,9 +64,9 @@ def main(argv=None) -> int:
     ap.add_argument('--course', action='store_true', help='also score the course questions (final recipe only)')
     ap.add_argument('--data-dir', default='', help='data folder (default: found automatically)')
     a = ap.parse_args(argv)
-    from sherlock_instruct.load import find_data_dir, load_entries, load_model, package_data, write_json
+    from sherlock_instruct.load import load_entries, load_model, package_data, resolve_data_dir, write_json
     from sherlock_instruct.retrieve import BookIndex
-    data = Path(a.data_dir) if a.data_dir else find_data_dir()
+    data = resolve_data_dir(a.data_dir)
     dev = json.loads(package_data('dev_questions.json').read_text(encoding='utf-8'))
     scopes = [s for s in a.scopes.split(',') if s]
     if not scopes or not set(scopes) <= set(DEV_SCOPES): sys.exit(f"error: --scopes {a.scopes!r}: use a comma-separated subset of {', '.join(DEV_SCOPES)}")

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
     from sherlock_instruct.load import load_model, package_data
-    from sherlock_instruct.generate import answer_logprobs, closed_book_text
+    from sherlock_instruct.read import answer_logprobs, closed_book_text
     torch.manual_seed(0)
     dev = json.loads(package_data('dev_questions.json').read_text(encoding='utf-8'))[:a.n]
     if a.open_book:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse, json, sys
 from pathlib import Path
 from .analysis import ROWS
-from .generate import add_answer_args, answer_questions, check_reading
+from dataclasses import fields
+from .generate import AnswerParams, add_answer_args
+from .params import from_values
+from .read import ReadParams, answer_questions, check_reading
 from .load import COURSE_BOOKS, SherlockError, load_model, read_json, read_jsonl
 from .retrieve import BookIndex
 
@@ -15,7 +18,7 @@ from .retrieve import BookIndex
 __all__ = ['ANSWER_KEYS', 'run_rows', 'answer_row', 'ask_rows', 'add_ask_args', 'format_answers_table', 'ask_command']
 
 # %% ../nbs/06a_ask.ipynb
-ANSWER_KEYS = ('prompt', 'batch_size', 'max_new_tokens', 'seed', 'passages', 'read', 'guess', 'fit', 'precision',
+ANSWER_KEYS = (*(f.name for f in fields(AnswerParams)), *(f.name for f in fields(ReadParams)),
                'books', 'data_dir')   # the generate step's settings that decide an answer
 
 def run_rows(run:str|Path) -> dict[str, dict]:
@@ -44,11 +47,9 @@ def _question(question:str) -> str:
 
 def answer_row(question:str, model, tokenizer, settings:dict, index:BookIndex|None=None) -> dict:
     "One row's answer to `question`: answer, stop reason, what produced it, and for open book its source."
-    s = settings
-    reading = check_reading(s.get('passages', 0), s.get('read', 'together'), s.get('guess', 0), s.get('fit', 0.0))
-    r = answer_questions(model, tokenizer, [{'question': question, 'answer': ''}], s['prompt'], reading, index,
-                         s.get('batch_size', 16), s.get('max_new_tokens', 24), s.get('seed', 0), progress=False)[0]
-    return dict(answer=r['answer'], stop_reason=r['stop_reason'], prompt=r['prompt'], reading=reading,
+    a, reading = from_values(AnswerParams, settings), check_reading(from_values(ReadParams, settings))
+    r = answer_questions(model, tokenizer, [{'question': question, 'answer': ''}], a, reading, index, progress=False)[0]
+    return dict(answer=r['answer'], stop_reason=r['stop_reason'], prompt=r['prompt'], reading=r['settings']['reading'],
                 precision=r['settings']['precision'], **({'source': r['source']} if 'source' in r else {}))
 
 def ask_rows(rows:dict[str, dict], question:str) -> dict[str, dict]:
@@ -88,8 +89,7 @@ def ask_command(args:argparse.Namespace) -> int:
     if bool(args.run) == bool(args.model): raise SherlockError("ask needs exactly one of --run RUN or --model MODEL")
     if args.run: rows = run_rows(args.run)
     else:
-        keys = ('prompt', 'batch_size', 'max_new_tokens', 'seed', 'passages', 'read', 'guess', 'fit', 'precision')
-        s = {k: getattr(args, k) for k in keys} | {'data_dir': args.data_dir}
+        s = {k: getattr(args, k) for k in ANSWER_KEYS if hasattr(args, k)}
         rows = {'model': dict(model=args.model, mode='open' if args.passages else 'closed', settings=s)}
     answers = ask_rows(rows, args.question)
     if args.json: print(json.dumps({'question': args.question.strip(), 'answers': answers}, ensure_ascii=False))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse, importlib.util, json, math, platform, shutil
 from pathlib import Path
 from .load import (
-    CPU_BF16_MIN_SPEEDUP, GGUF_PARTS, MODEL_ALIASES, SherlockError, _cpu_signature, _install_hint, choose_precision,
-    cpu_bf16_probe, cuda_capability, data_paths, find_data_dir, pick_device)
+    CPU_BF16_MIN_SPEEDUP, GGUF_PARTS, MODEL_ALIASES, NO_DATA, SherlockError, _cpu_signature, _install_hint,
+    choose_precision, cpu_bf16_probe, cuda_capability, data_paths, pick_device, resolve_data_dir)
 
 # %% auto 0
-__all__ = ['HOW', 'NO_DATA', 'BROWSER_NAMES', 'GPT2_MEDIUM', 'GIB', 'T4', 'T4_MFU', 'T4_DECODE_MS', 'versions', 'device_info',
+__all__ = ['HOW', 'BROWSER_NAMES', 'GPT2_MEDIUM', 'GIB', 'T4', 'T4_MFU', 'T4_DECODE_MS', 'versions', 'device_info',
            'precision_info', 'data_info', 'offline_models', 'tools_info', 'doctor_report', 'format_doctor',
            'add_doctor_args', 'doctor_command', 'gpt2_params', 'train_memory', 'answer_memory', 'count_tokenizer',
            'domain_work', 'instruct_work', 'answer_work', 't4_minutes', 't4_estimate', 'estimate_table']
@@ -66,12 +66,9 @@ def precision_info(device:str, capability:tuple|list|None=None) -> dict:
             'why': why, 'cpu_probe': probe}
 
 # %% ../nbs/09_doctor.ipynb
-NO_DATA = ("no data folder found: pass --data-dir DIR or set SHERLOCK_DATA (a folder with questions/, alpaca/ and "
-           "gutenberg/), or let the run download the files (-p download=true, the colab preset's default)")
-
 def data_info(data_dir:str|Path|None=None) -> dict:
-    "The data folder (`data_dir`, else `find_data_dir()`) and whether it holds every file a run reads, or what lacks."
-    d = Path(data_dir) if data_dir else find_data_dir()
+    "The data folder (`resolve_data_dir`) and whether it holds every file a run reads, or what it lacks."
+    d = resolve_data_dir(data_dir)
     if d is None: return {'dir': None, 'complete': False, 'problem': NO_DATA}
     try: data_paths(d)
     except SherlockError as e: return {'dir': str(d), 'complete': False, 'problem': str(e)}
@@ -209,7 +206,8 @@ def instruct_work(section:dict, books:list, tok, data_dir=None, seed:int=0) -> d
 
 def answer_work(s:dict, questions:list[str], tok, index=None) -> dict:
     "Tokens read and written, decoding forwards (at most) and largest batch of one answering step with settings `s`."
-    from sherlock_instruct.generate import NO_QUESTION, as_prompt, closed_book_text
+    from sherlock_instruct.generate import as_prompt
+    from sherlock_instruct.read import NO_QUESTION, closed_book_text
     from sherlock_instruct.retrieve import OPEN_BOOK, open_book
     k, new, bs, guess = s.get('passages', 0), s['max_new_tokens'], s.get('batch_size', 16), s.get('guess', 0)
     if not k or s.get('read', 'together') == 'together':
@@ -250,7 +248,7 @@ def t4_estimate(preset:str='colab', data_dir:str|Path|None=None, mfu:tuple=T4_MF
     pr = load_preset(preset)
     if pr['model'] != 'gpt2-medium':
         raise SherlockError(f"t4_estimate knows GPT-2 Medium's shape only: preset {preset!r} has model {pr['model']!r}")
-    d, P, books = Path(data_dir) if data_dir else find_data_dir(), gpt2_params(), pr['books']
+    d, P, books = resolve_data_dir(data_dir), gpt2_params(), pr['books']
     tok, counted = count_tokenizer(pr['model'])
     plan = plan_chain(pr, Path('run'), {'questions': ''})   # the steps a run takes, each with its resolved settings
     rows = []

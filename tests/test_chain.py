@@ -180,7 +180,7 @@ def test_colab_preset_plans_without_a_data_folder(tmp_path, monkeypatch, capsys)
     from sherlock_instruct.load import download_paths
     monkeypatch.setenv('SHERLOCK_CACHE', str(tmp_path/'cache'))
     monkeypatch.delenv('SHERLOCK_DATA', raising=False)
-    monkeypatch.setattr(R, 'find_data_dir', lambda *a, **k: None)
+    monkeypatch.setattr(R, 'resolve_data_dir', lambda *a, **k: None)
     plan = R.prepare_run('colab', tmp_path/'run')
     steps = {s['name']: s for s in plan['steps']}
     assert list(steps) == STEPS

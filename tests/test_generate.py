@@ -65,8 +65,10 @@ def test_api_batched_equals_one_at_a_time(tiny, one_thread):
 
 
 def test_stage_on_course_questions(data_dir, tmp_path, one_thread):
-    from sherlock_instruct.generate import generate_stage
-    s = generate_stage("base", "tiny", "", str(tmp_path / "base"), "course", 25, 3, 0, False)
+    from sherlock_instruct.generate import GenerateParams, generate_stage
+    from sherlock_instruct.read import ReadParams
+    p = GenerateParams(stage="base", model="tiny", out=str(tmp_path / "base"), prompt="course", batch_size=25, max_new_tokens=3)
+    s = generate_stage(p, ReadParams())
     assert s["n"] == 50 and sum(s["stop_reasons"].values()) == 50
     assert Path(s["questions"]) == data_dir / "questions" / "questions_sherlock.json"
     assert (tmp_path / "base" / "answers.jsonl").exists()
