@@ -16,14 +16,15 @@ from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
 from .retrieve import BookIndex
 
 # %% auto 0
-__all__ = ['DEFAULT_STOP', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings', 'encode_prompts',
-           'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts', 'as_prompt',
-           'generate_records', 'generate_answers', 'format_answers', 'save_answers', 'write_answers', 'AnswerGenerator',
-           'process_entry', 'test_on_questions', 'AnswerParams', 'GenerateParams', 'run_generate', 'add_answer_args',
-           'add_generate_args', 'generate_command', 'generate_stage']
+__all__ = ['DEFAULT_STOP', 'BATCH_SIZE', 'MAX_NEW_TOKENS', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings',
+           'encode_prompts', 'common_prefix', 'batch_order', 'prefix_cache', 'decode_batch', 'generate_texts',
+           'as_prompt', 'generate_records', 'generate_answers', 'format_answers', 'save_answers', 'write_answers',
+           'AnswerGenerator', 'process_entry', 'test_on_questions', 'AnswerParams', 'GenerateParams', 'run_generate',
+           'add_answer_args', 'add_generate_args', 'generate_command', 'generate_stage']
 
 # %% ../nbs/03_generate.ipynb
 DEFAULT_STOP = ["\n", "###", "Question:"]
+BATCH_SIZE, MAX_NEW_TOKENS = 16, 24   # defaults: questions per batch; new tokens per answer (most stop sooner)
 SAMPLING_KEYS = ('do_sample', 'temperature', 'top_k', 'top_p')
 
 def _positive_int(value, name:str) -> int:
@@ -184,8 +185,8 @@ def _in_batch(choose:Callable|None, idx:list[int]):
     "`choose` for one batch, whose rows are the texts `idx`: it is told which texts its rows are."
     return None if choose is None else lambda logp, rows, news, eos: choose(logp, [idx[r] for r in rows], news, eos)
 
-def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STOP, batch_size:int=16,
-                   max_new_tokens:int=24, share_prefix:bool=True, seed:int=0, progress:bool=True,
+def generate_texts(model, tokenizer, texts:list[str], stop:list[str]=DEFAULT_STOP, batch_size:int=BATCH_SIZE,
+                   max_new_tokens:int=MAX_NEW_TOKENS, share_prefix:bool=True, seed:int=0, progress:bool=True,
                    choose:Callable|None=None, **generation_kwargs) -> list[dict]:
     "Answer each text: `{answer, new_tokens, stop_reason, logprob, prompt_tokens, truncated}` per text, in order."
     import torch
@@ -243,8 +244,8 @@ def _records(entries:list, outs:list[dict], settings:dict) -> list[dict]:
                  settings=settings, **{k: v for k, v in o.items() if k != 'answer'})
             for i, (e, o) in enumerate(zip(entries, outs))]
 
-def generate_records(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=16,
-                     max_new_tokens:int=24, stop:list[str]|None=None, share_prefix:bool=True, seed:int=0,
+def generate_records(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=BATCH_SIZE,
+                     max_new_tokens:int=MAX_NEW_TOKENS, stop:list[str]|None=None, share_prefix:bool=True, seed:int=0,
                      progress:bool=True, **generation_kwargs) -> list[dict]:
     "One record per entry: question, answer, expected, prompt name, settings, new tokens, stop reason, log p."
     p = as_prompt(prompt)
@@ -254,8 +255,8 @@ def generate_records(model, tokenizer, entries:list, prompt:str|Prompt='fewshot'
                           share_prefix, seed, progress, **generation_kwargs)
     return _records(entries, outs, settings)
 
-def generate_answers(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=16,
-                     max_new_tokens:int=24, **generation_kwargs) -> list[str]:
+def generate_answers(model, tokenizer, entries:list, prompt:str|Prompt='fewshot', batch_size:int=BATCH_SIZE,
+                     max_new_tokens:int=MAX_NEW_TOKENS, **generation_kwargs) -> list[str]:
     "Only the answer text of each entry (see `generate_records` for the options)."
     recs = generate_records(model, tokenizer, entries, prompt, batch_size, max_new_tokens, **generation_kwargs)
     return [r['answer'] for r in recs]
@@ -305,7 +306,7 @@ def process_entry(entry, prompt_builder, generator, max_new_tokens:int=20):
     return out[0]['generated_text'][len(prompt):].strip()
 
 def test_on_questions(prompt_builder, model_path, question_file, out_file_name, output_dir="results",
-                      overwrite:bool=False, batch_size:int=16, max_new_tokens:int=20, display:bool=True):
+                      overwrite:bool=False, batch_size:int=BATCH_SIZE, max_new_tokens:int=20, display:bool=True):
     "The course's loop over the question file, batched: returns and saves `(index, question, answer, expected)` tuples."
     entries = load_entries(question_file)
     check_output_dir(output_dir, [out_file_name], overwrite)
@@ -322,8 +323,8 @@ test_on_questions.__test__ = False  # a course name, not a pytest test
 class AnswerParams:
     "How a model answers: the prompt, the decoding, the number format."
     prompt: str = param('fewshot', "prompt name: course, alpaca, fewshot, alpaca_short (01_prompts)")
-    batch_size: int = param(16, "questions per batch")
-    max_new_tokens: int = param(24, "most new tokens per answer")
+    batch_size: int = param(BATCH_SIZE, "questions per batch")
+    max_new_tokens: int = param(MAX_NEW_TOKENS, "most new tokens per answer")
     seed: int = param(0, "random seed (of sampling; greedy answers do not depend on it)")
     precision: str = param('auto', "number format of the weights ('auto' = load.choose_precision)",
                            choices=('auto', *PRECISIONS))
@@ -365,10 +366,9 @@ def run_generate(p:GenerateParams, r:ReadParams|None=None, progress:bool=True) -
 def add_answer_args(parser, prompt:str='fewshot'):
     "The flags of how to answer, shared by `generate` and `ask`: `AnswerParams`, `ReadParams` and the data folder."
     from sherlock_instruct.read import ReadParams
-    add_params_args(parser, AnswerParams)
+    add_params_args(parser, AnswerParams, prompt=prompt)
     add_params_args(parser, ReadParams)
     parser.add_argument('--data-dir', default='', help=param_help(GenerateParams)['data_dir'])
-    parser.set_defaults(prompt=prompt)
 
 def add_generate_args(parser):
     "Arguments of `sherlock-instruct generate`: one flag per field of `GenerateParams` and `ReadParams`."

@@ -10,7 +10,7 @@ from typing import Any
 from .load import SherlockError
 
 # %% auto 0
-__all__ = ['param', 'defaults', 'param_help', 'params_cell', 'from_values', 'check_values', 'add_params_args']
+__all__ = ['param', 'defaults', 'param_help', 'params_cell', 'from_values', 'check_values', 'add_params_args', 'params_table']
 
 # %% ../nbs/00a_params.ipynb
 def param(default, help:str, choices:tuple|None=None):
@@ -74,10 +74,11 @@ def _arg_type(f, default):
     if default is not None: return type(default)
     return next((t for n, t in (('float', float), ('int', int)) if n in str(f.type)), str)
 
-def add_params_args(parser:argparse.ArgumentParser, cls, skip=(), required=()) -> None:
-    "Add one `--flag` per field of `cls` (not those in `skip`; those in `required` must be given)."
+def add_params_args(parser:argparse.ArgumentParser, cls, skip=(), required=(), **values) -> None:
+    "Add one `--flag` per field of `cls` (not those in `skip`; those in `required` must be given; `values`: defaults)."
     for f, (name, d) in zip(fields(cls), defaults(cls).items()):
         if name in skip: continue
+        d = values.get(name, d)
         h, flag = param_help(cls)[name], '--' + name.replace('_', '-')
         if name == 'overwrite': parser.add_argument('--force', '--overwrite', dest=name, action='store_true', help=h)
         elif isinstance(d, bool): parser.add_argument(flag, dest=name, action='store_true', help=h)
@@ -88,3 +89,10 @@ def add_params_args(parser:argparse.ArgumentParser, cls, skip=(), required=()) -
             h += '' if name in required else f' (default: {d!r})'
             parser.add_argument(flag, dest=name, type=_arg_type(f, d), default=d, required=name in required,
                                 choices=f.metadata.get('choices'), help=h)
+
+# %% ../nbs/00a_params.ipynb
+def params_table(cls) -> str:
+    "A markdown table of the fields of `cls`: name, default and help (the docs of a stage's settings)."
+    rows = [f"| `{n}` | `{d!r}` | {h.replace('|', '&#124;')} |"
+            for (n, d), h in zip(defaults(cls).items(), param_help(cls).values())]
+    return '\n'.join([f"| `{cls.__name__}` | default | meaning |", '|---|---|---|', *rows])

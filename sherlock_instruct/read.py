@@ -11,8 +11,8 @@ from .params import param
 from .prompts import Prompt, alpaca_build_prompt
 from .evaluate import key_words
 from .retrieve import NO_ANSWER, OPEN_BOOK, BookIndex, open_book
-from .generate import (AnswerParams, _evaluating, _pad_id, _question, _records, _settings, as_prompt,
-                                        batch_order, generate_records, generate_texts)
+from .generate import (BATCH_SIZE, AnswerParams, _evaluating, _pad_id, _question, _records, _settings,
+                                        as_prompt, batch_order, generate_records, generate_texts)
 
 # %% auto 0
 __all__ = ['READS', 'NO_QUESTION', 'ReadParams', 'check_reading', 'reading_name', 'closed_book_text', 'closed_book_guesses',
@@ -159,7 +159,7 @@ def reader_unsure(cands:list[dict], frame:str, r:ReadParams) -> bool:
 NO_QUESTION = closed_book_text('Answer the question.')
 
 def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str],
-                    batch_size:int=16) -> list[tuple[float, int]]:
+                    batch_size:int=BATCH_SIZE) -> list[tuple[float, int]]:
     "Log-probability of each answer (its tokens, then EOS) right after its prompt, with its number of tokens; batched."
     import torch
     eos = tokenizer.eos_token_id
@@ -182,7 +182,7 @@ def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str],
     return out
 
 # %% ../nbs/03a_read.ipynb
-def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=16,
+def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=BATCH_SIZE,
                alpha:float=0.25) -> list[float]:
     "Closed book, how much better each answer fits its question than no question, per token ** `alpha`."
     pairs, alone = sorted(set(zip(questions, answers))), sorted(set(answers))
@@ -192,7 +192,7 @@ def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_s
     return [(given[q, a][0] - none[a][0]) / max(given[q, a][1], 1) ** alpha for q, a in zip(questions, answers)]
 
 def add_fit(model, tokenizer, questions:list[str], cands:list[list[dict]], frames:list[str], r:ReadParams,
-            batch_size:int=16) -> None:
+            batch_size:int=BATCH_SIZE) -> None:
     "Give each candidate its `fit`, only for the questions where the reader is sure of no answer (where it counts)."
     todo = [(n, c) for n, cs in enumerate(cands) if reader_unsure(cs, frames[n], r) for c in cs]
     fits = answer_fit(model, tokenizer, [questions[n] for n, _ in todo], [c['answer'] for _, c in todo], batch_size,

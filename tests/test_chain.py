@@ -200,7 +200,8 @@ def test_colab_preset_plans_without_a_data_folder(tmp_path, monkeypatch, capsys)
 
 
 COLAB_SMALL = ['-p', 'model=tiny', '-p', 'domain.max_steps=2', '-p', 'domain.max_train_tokens=4096', '-p', 'instruct.max_steps=2',
-               '-p', 'instruct.alpaca_count=50', '-p', 'instruct.book_qa=20', '-p', 'instruct.unanswerable=10']
+               '-p', 'instruct.alpaca_count=50', '-p', 'instruct.book_qa=20', '-p', 'instruct.unanswerable=10',
+               '-p', 'generate.open_book.passages=2', '-p', 'generate.open_book.guess=1']   # the reading as `smoke` does it
 
 
 def test_colab_preset_end_to_end_on_cpu(data_dir, tmp_path):
