@@ -440,7 +440,7 @@ def check_out(p:FinetuneParams) -> Path:
     if _finished(Path(p.out)) and not p.overwrite:
         raise SherlockError(f"output folder {p.out} already holds a finished model: "
                             "pass overwrite=True (--force) to replace it")
-    return check_output_dir(p.out, force=p.overwrite)
+    return check_output_dir(p.out, force=p.overwrite, create=False)   # the model folder appears when it is complete
 
 def fingerprint(p:FinetuneParams) -> str:
     "Hash of the settings that shape the training (not `out`, `overwrite`); a resumed run must match it."

@@ -103,10 +103,16 @@ def read_jsonl(path:str|Path, what:str='file') -> list[dict]:
 
 # %% ../nbs/00_load.ipynb
 def check_output_dir(path:str|Path, names:list[str]|None=None, force:bool=False, marker:str|None=None,
-                     flag:str='--out') -> Path:
+                     flag:str='--out', create:bool=True) -> Path:
     "The one output-folder guard: create `path`, check it is writable and, unless `force`, that it is free (see above)."
     d = Path(path)
     if d.exists() and not d.is_dir(): raise SherlockError(f"output folder {d} is a file: choose another {flag}")
+    if not d.exists() and not create:
+        above = next(p for p in d.absolute().parents if p.exists())
+        if not above.is_dir() or not os.access(above, os.W_OK):
+            raise SherlockError(f"cannot write to output folder {d}: {above} is not a writable folder: "
+                                f"choose another {flag}")
+        return d
     try:
         d.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=d).close()
@@ -427,7 +433,7 @@ NO_DATA = ("no data folder found: pass --data-dir DIR (data_dir=; a folder with 
            "the questions, Alpaca and the books into the cache")
 
 def resolve_data_dir(data_dir:str|Path|None=None) -> Path|None:
-    "The one data-folder resolution: `data_dir`, else `find_data_dir()`; expanded and resolved (one spelling per folder)."
+    "The one data-folder resolution: `data_dir`, else `find_data_dir()`, expanded and resolved (one spelling)."
     d = Path(data_dir).expanduser() if data_dir else find_data_dir()
     return d.resolve() if d else None
 

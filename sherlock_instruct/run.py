@@ -450,7 +450,7 @@ def _resolve_out(out, preset:str, p:dict, force:bool) -> Path:
     run = Path(out) if out else (_mount_drive(p['drive_dir'])/Path(preset).stem if p.get('drive_dir')
                                  else Path('runs')/Path(preset).stem)
     run = run.expanduser().absolute()   # a new folder is made when the run starts, not by a --dry-run
-    return check_output_dir(run, force=force, marker='manifest.json') if run.exists() else run
+    return check_output_dir(run, force=force, marker='manifest.json', create=False)
 
 def prepare_run(preset:str='smoke', out=None, data_dir=None, overrides=(), force:bool=False, nbs_dir=None) -> dict:
     "Check everything a run needs and return its plan: parameters, run folder, data, steps with their parameters."
