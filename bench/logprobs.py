@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Forced decoding speed: `answer_logprobs` (the LM head on the answer positions only) against full logits.
 
-`answer_logprobs` scores an answer after its prompt (the gated fit of 03_generate). It used to run the LM head over
+`answer_logprobs` scores an answer after its prompt (the gated fit of 03a_read). It used to run the LM head over
 every position of the batch, prompt and padding included: for SmolLM2 that is 49,152 logits per token, for Gemma 3
 262,144. Now the decoder runs on every token and the head on the answer's few positions (`load.scored_logits`). This
 times both ways in one run, on the same prompts and the same model, and checks that they give the same log-probabilities.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Retrieval recall on the development set: how often the answer is in the k best BM25 passages.
 
-The reader (03_generate) can only copy an answer that a passage it reads holds, so recall@k bounds what reading k
+The reader (03a_read) can only copy an answer that a passage it reads holds, so recall@k bounds what reading k
 passages can score. This prints, for each passage size (`--words`) and dev-set scope, the share of questions whose
 answer (or one of its aliases, SQuAD-normalised) occurs in the k best passages. It needs no model and runs in seconds.
 With `--prf FB:TERMS:WEIGHT` it also ranks with pseudo-relevance feedback (the TERMS highest-idf terms of the FB best

@@ -11,7 +11,7 @@ from dataclasses import fields
 from .generate import AnswerParams, add_answer_args
 from .params import from_values
 from .read import ReadParams, answer_questions, check_reading
-from .load import COURSE_BOOKS, SherlockError, load_model, read_json, read_jsonl
+from .load import COURSE_BOOKS, SherlockError, load_model, read_json, read_jsonl, resolve_data_dir
 from .retrieve import BookIndex
 
 # %% auto 0
@@ -35,7 +35,8 @@ def run_rows(run:str|Path) -> dict[str, dict]:
             raise SherlockError(f"run {run} is unfinished: row {row!r} has no answers ({run/row/'answers.jsonl'}); "
                                 f"finish it with `sherlock-instruct run --out {run}`")
         kw = step['opt'] | step['section']
-        rows[row] = dict(model=step['wire']['model'], mode=ROWS[row][1], settings={k: kw[k] for k in ANSWER_KEYS if k in kw})
+        settings = {k: kw[k] for k in ANSWER_KEYS if k in kw}
+        rows[row] = dict(model=step['wire']['model'], mode=ROWS[row][1], settings=settings)
     return rows
 
 # %% ../nbs/06a_ask.ipynb
@@ -61,7 +62,7 @@ def ask_rows(rows:dict[str, dict], question:str) -> dict[str, dict]:
         if key not in models: models[key] = load_model(r['model'], precision=key[1])
         index = None
         if s.get('passages'):
-            ik = (tuple(s.get('books', COURSE_BOOKS)), s.get('data_dir') or None)
+            ik = (tuple(s.get('books', COURSE_BOOKS)), resolve_data_dir(s.get('data_dir')))
             if ik not in indexes: indexes[ik] = BookIndex.from_books(*ik)
             index = indexes[ik]
         tok, mdl = models[key]

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
-from .load import SherlockError, atomic_write, check_output_dir, write_json
+from .load import SherlockError, atomic_write, check_output_dir, read_json, write_json
 
 # %% auto 0
 __all__ = ['BROWSERS', 'BROWSER_FLAGS', 'in_project', 'project_config', 'chapters', 'set_parameters', 'execute_notebook',
@@ -318,7 +318,7 @@ _PAGE = """<!DOCTYPE html>
 # %% ../nbs/07_docs.ipynb
 def _page_info(proc:Path, nb_path:Path) -> dict:
     "Title, description and output path of one processed notebook."
-    nb = json.loads(nb_path.read_text(encoding='utf-8'))
+    nb = read_json(nb_path, 'notebook')
     fm = front_matter(nb)
     rel = nb_path.relative_to(proc)
     from nbdev.doclinks import _nbpath2html
@@ -650,7 +650,7 @@ def _printed(src:str, ns:dict, where:Path) -> str:
 
 def readme_markdown(nb_path:str|Path) -> str:
     "README text of a notebook: markdown, visible code as ```python blocks, `asis` cells' output (`hide` cells run)."
-    nb, ns = json.loads(Path(nb_path).read_text(encoding='utf-8')), {}
+    nb, ns = read_json(nb_path, 'notebook'), {}
     parts = []
     for c in nb['cells']:
         src = _src(c).strip()

@@ -68,7 +68,8 @@ def precision_info(device:str, capability:tuple|list|None=None) -> dict:
 # %% ../nbs/09_doctor.ipynb
 def data_info(data_dir:str|Path|None=None) -> dict:
     "The data folder (`resolve_data_dir`) and whether it holds every file a run reads, or what it lacks."
-    d = resolve_data_dir(data_dir)
+    try: d = resolve_data_dir(data_dir)
+    except SherlockError as e: return {'dir': str(data_dir), 'complete': False, 'problem': str(e)}   # no such folder
     if d is None: return {'dir': None, 'complete': False, 'problem': NO_DATA}
     try: data_paths(d)
     except SherlockError as e: return {'dir': str(d), 'complete': False, 'problem': str(e)}

@@ -546,10 +546,10 @@ def add_finetune_args(parser:argparse.ArgumentParser):
 
 def finetune_command(args:argparse.Namespace) -> int:
     "Run `finetune_stage` with the parsed flags; print the output folder and the perplexity before/after."
-    kw = {f.name: getattr(args, f.name) for f in fields(FinetuneParams)}
+    kw = asdict(from_values(FinetuneParams, args))
     out = finetune_stage(**kw)
     if os.environ.get('RANK', '0') == '0':
-        log = json.loads((out/'training_log.json').read_text())
+        log = read_json(out/'training_log.json', 'training log')
         ppl = (f"validation perplexity {log['perplexity_before']:.2f} -> {log['perplexity_after']:.2f}"
                if log['perplexity_after'] is not None else 'no validation set')
         print(f"{log['stage']} model saved to {out} ({log['global_step']} steps, {ppl})")

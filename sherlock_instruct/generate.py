@@ -4,16 +4,17 @@
 
 # %% ../nbs/03_generate.ipynb 6
 from __future__ import annotations
-import contextlib, copy, json, math, os, re, tempfile, time, warnings
+import contextlib, copy, json, tempfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 from .load import (COURSE_BOOKS, PRECISIONS, SherlockError, atomic_write, check_output_dir,
                                    context_length, load_entries, load_model, resolve_data_dir)
 from .params import add_params_args, from_values, param, param_help
 from .prompts import PRE_PROMPT, Prompt, apply_stop, get_prompt
 from .retrieve import BookIndex
+if TYPE_CHECKING: from sherlock_instruct.read import ReadParams   # imported where used: the reader imports this module
 
 # %% auto 0
 __all__ = ['DEFAULT_STOP', 'BATCH_SIZE', 'MAX_NEW_TOKENS', 'SAMPLING_KEYS', 'ANSWER_FILES', 'DEMO_QUESTIONS', 'sampling_settings',
@@ -337,7 +338,7 @@ class GenerateParams(AnswerParams):
     gguf_file: str = param('', "GGUF file name inside the model folder ('' = none)")
     questions: str = param('', "question file: a JSON list of {question, answer} ('' = the course's file)")
     out: str = param('', "output folder for answers.txt and answers.jsonl ('' = a new temporary folder)")
-    overwrite: bool = param(False, "replace existing answer files in `out` (CLI --force)")
+    overwrite: bool = param(False, "replace existing answer files in `out`")
     books: list = param(list(COURSE_BOOKS), "open book: the Gutenberg ebooks to search")
     data_dir: str = param('', "open book: data folder with gutenberg/ ('' = find_data_dir() or the download cache)")
 
@@ -347,7 +348,7 @@ def run_generate(p:GenerateParams, r:ReadParams|None=None, progress:bool=True) -
     from sherlock_instruct.read import answer_questions, check_reading, reading_prompt
     r = check_reading(r) if r else None
     entries = load_entries(p.questions)
-    index = BookIndex.from_books(p.books, p.data_dir or None) if r else None
+    index = BookIndex.from_books(p.books, resolve_data_dir(p.data_dir)) if r else None
     name = reading_prompt(p.prompt, r, index).name   # checks the prompt before any model is loaded
     _positive_int(p.batch_size, 'batch_size'), _positive_int(p.max_new_tokens, 'max_new_tokens')
     check_output_dir(p.out, ANSWER_FILES, p.overwrite)

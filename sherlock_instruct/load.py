@@ -122,12 +122,14 @@ def check_output_dir(path:str|Path, names:list[str]|None=None, force:bool=False,
     if marker is not None:
         if any(d.iterdir()) and not (d/marker).exists():
             raise SherlockError(f"output folder {d} is not empty and holds no {marker} (it is not one of ours): "
-                                f"pass --force to write into it, or choose another {flag}")
+                                f"pass --force (overwrite=True) to write into it, or choose another {flag}")
     elif names is None:
-        if any(d.iterdir()): raise SherlockError(f"output folder {d} is not empty: pass --force to write into it, "
-                                                 f"or choose another {flag}")
+        if any(d.iterdir()):
+            raise SherlockError(f"output folder {d} is not empty: pass --force (overwrite=True) to write into it, "
+                                f"or choose another {flag}")
     elif taken := [str(d/n) for n in names if (d/n).exists()]:
-        raise SherlockError(f"{', '.join(taken)} already exist(s): pass --force to replace, or choose another {flag}")
+        raise SherlockError(f"{', '.join(taken)} already exist(s): pass --force (overwrite=True) to replace, "
+                            f"or choose another {flag}")
     return d
 
 # %% ../nbs/00_load.ipynb
@@ -435,6 +437,7 @@ NO_DATA = ("no data folder found: pass --data-dir DIR (data_dir=; a folder with 
 def resolve_data_dir(data_dir:str|Path|None=None) -> Path|None:
     "The one data-folder resolution: `data_dir`, else `find_data_dir()`, expanded and resolved (one spelling)."
     d = Path(data_dir).expanduser() if data_dir else find_data_dir()
+    if data_dir and not d.is_dir(): raise SherlockError(f"data folder {d} does not exist: check --data-dir (data_dir=)")
     return d.resolve() if d else None
 
 # %% ../nbs/00_load.ipynb

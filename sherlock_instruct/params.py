@@ -70,16 +70,15 @@ def check_values(cls, values:dict, where:str) -> dict:
 
 # %% ../nbs/00a_params.ipynb
 def _arg_type(f, default):
-    "The argparse type of a field: from its default, else from its annotation text."
-    if default is not None: return type(default)
-    return next((t for n, t in (('float', float), ('int', int)) if n in str(f.type)), str)
+    "The argparse type of a field: from its annotation text (`float|None` is float), else from its default."
+    return next((t for n, t in (('float', float), ('int', int), ('str', str)) if n in str(f.type)), type(default))
 
 def add_params_args(parser:argparse.ArgumentParser, cls, skip=(), required=(), **values) -> None:
     "Add one `--flag` per field of `cls` (not those in `skip`; those in `required` must be given; `values`: defaults)."
     for f, (name, d) in zip(fields(cls), defaults(cls).items()):
         if name in skip: continue
         d = values.get(name, d)
-        h, flag = param_help(cls)[name], '--' + name.replace('_', '-')
+        h, flag = f.metadata.get('help', '').replace('%', '%%'), '--' + name.replace('_', '-')   # argparse formats %
         if name == 'overwrite': parser.add_argument('--force', '--overwrite', dest=name, action='store_true', help=h)
         elif isinstance(d, bool): parser.add_argument(flag, dest=name, action='store_true', help=h)
         elif isinstance(d, list):

@@ -33,8 +33,8 @@ class ReadParams:
                        "to the question (0 = off; dev set: 4 lifted generic F1 0.081 -> 0.141)")
     fit: float = param(0.0, "one at a time: weight of how well each answer fits the question closed book, where the "
                        "reader is sure of no answer (0 = off; dev set: flat from 0.3 to 0.75, 0.5 chosen)")
-    read_alpha: float = param(0.25, "sureness = log p / new_tokens ** read_alpha, so long answers are not favoured "
-                              "(dev set, reading 5 passages: chosen with read_t)")
+    read_alpha: float = param(0.25, "sureness = log p / new_tokens ** read_alpha, so long answers are not favoured; "
+                              "the fit is normalised the same way (dev set, reading 5 passages: chosen with read_t)")
     read_t: float = param(8.0, "a candidate scores sureness + bm25 / read_t: a mild preference for the better "
                           "passages (dev set, chosen with read_alpha)")
     fit_below: float = param(-2.0, "the fit counts only where every candidate's sureness is below this "
@@ -73,7 +73,7 @@ def closed_book_guesses(model, tokenizer, questions:list[str], stop:list[str], a
                         **generation_kwargs) -> list[str]:
     "The model's own closed-book answer to each question (`guess`), one batched call."
     outs = generate_texts(model, tokenizer, [closed_book_text(q) for q in questions], stop, a.batch_size,
-                          a.max_new_tokens, True, a.seed, False, **generation_kwargs)
+                          a.max_new_tokens, share_prefix=True, seed=a.seed, progress=False, **generation_kwargs)
     return [o['answer'] for o in outs]
 
 # %% ../nbs/03a_read.ipynb
@@ -130,8 +130,8 @@ def candidates(model, tokenizer, questions:list[str], index:BookIndex, prompt:Pr
     texts = [build(questions[n], '' if i is None else index.context_of([i])) for n, i, *_ in jobs]
     choose = copy_decoding([None if i is None else copy_text(index.passages[i]['text']) for _, i, *_ in jobs],
                            tokenizer, r) if r.read == 'copy' else None
-    outs = generate_texts(model, tokenizer, texts, prompt.stop, a.batch_size, a.max_new_tokens, True, a.seed, progress,
-                          choose, **generation_kwargs)
+    outs = generate_texts(model, tokenizer, texts, prompt.stop, a.batch_size, a.max_new_tokens, share_prefix=True,
+                          seed=a.seed, progress=progress, choose=choose, **generation_kwargs)
     cands = [[] for _ in questions]
     for (n, i, s, via), o in zip(jobs, outs):
         cands[n].append(dict(o, passage=i, bm25=round(s, 4), logprob=round(o['logprob'], 4), found_by=via))
@@ -183,7 +183,7 @@ def answer_logprobs(model, tokenizer, prompts:list[str], answers:list[str],
 
 # %% ../nbs/03a_read.ipynb
 def answer_fit(model, tokenizer, questions:list[str], answers:list[str], batch_size:int=BATCH_SIZE,
-               alpha:float=0.25) -> list[float]:
+               alpha:float=ReadParams.read_alpha) -> list[float]:
     "Closed book, how much better each answer fits its question than no question, per token ** `alpha`."
     pairs, alone = sorted(set(zip(questions, answers))), sorted(set(answers))
     lp = answer_logprobs(model, tokenizer, [closed_book_text(q) for q, _ in pairs] + [NO_QUESTION] * len(alone),
@@ -225,8 +225,8 @@ def read_each(model, tokenizer, entries:list, index:BookIndex, a:AnswerParams, r
                    **({'guess': g} if r.guess else {})) for frame, c, g in zip(frames, cands, guessed)]
     for c in chosen:   # where the answer was read: book, story and the words around it
         if c['passage'] is not None: c['source'] = index.source_of(c['passage'], c['answer'])
-    settings = _settings(model, reading_name(a.prompt, r), p.stop, a.batch_size, a.max_new_tokens, True, a.seed,
-                         **generation_kwargs)
+    settings = _settings(model, reading_name(a.prompt, r), p.stop, a.batch_size, a.max_new_tokens, share_prefix=True,
+                         seed=a.seed, **generation_kwargs)
     return _records(entries, chosen, settings)
 
 # %% ../nbs/03a_read.ipynb

@@ -58,7 +58,7 @@ def flat_keys(params:dict, prefix:str='') -> dict[str, Any]:
         else: out[f'{prefix}{k}'] = v
     return out
 
-STEP_WIRED = ('stage', 'model', 'out')   # the runner sets these for every step itself
+STEP_WIRED = ('stage', 'model', 'out', 'overwrite', 'data_dir', 'books')   # the runner sets these for each step
 NOTEBOOK_SECTIONS = ('load', 'evaluate', 'analysis')   # checked against their notebooks' parameters cells
 
 def preset_keys() -> dict[str, tuple[type, str]]:
@@ -69,8 +69,9 @@ def preset_keys() -> dict[str, tuple[type, str]]:
     def of(*classes): return {n: (c, h) for c in classes for n, h in param_help(c).items() if n not in STEP_WIRED}
     keys = {n: (RunParams, h) for n, h in param_help(RunParams).items()}
     for s in ('domain', 'instruct'): keys |= {f'{s}.{n}': v for n, v in of(FinetuneParams).items()}
-    for s in ('', *(f'{r}.' for r in ROWS), 'open_book.'):
+    for s in ('', *(f'{r}.' for r in ROWS)):
         keys |= {f'generate.{s}{n}': v for n, v in of(AnswerParams, ReadParams).items()}
+    keys |= {f'generate.open_book.{n}': v for n, v in of(ReadParams).items()}   # the reading the open rows share
     return keys
 
 def check_preset(p:dict, name:str='preset') -> dict:
@@ -142,11 +143,18 @@ def apply_overrides(params:dict, overrides=()) -> dict:
 
 # %% ../nbs/06_run.ipynb
 def show_preset(p:dict) -> str:
-    "Every value of preset `p`, one `key = value  # help` line each, the help from the stage dataclasses."
+    "Every value of preset `p`, then every setting it leaves at its default: `key = value  # help` lines."
     keys, flat = preset_keys(), flat_keys(p)
-    w = max(len(f"{k} = {json.dumps(v)}") for k, v in flat.items())
-    return '\n'.join(f"{k} = {json.dumps(v)}".ljust(w) + (f"  # {keys[k][1]}" if k in keys else '')
-                     for k, v in flat.items())
+    rows = list(flat.items()) + [(k, defaults(c)[k.rpartition('.')[2]]) for k, (c, _) in keys.items()
+                                 if k not in flat and not _row_key(k)]
+    line = {k: f"{k} = {json.dumps(v)}" + ('' if k in flat else '  (default)') for k, v in rows}
+    w = max(map(len, line.values()))
+    return '\n'.join(line[k].ljust(w) + (f"  # {keys[k][1]}" if k in keys else '') for k, _ in rows)
+
+def _row_key(k:str) -> bool:
+    "A key of one answer row's sub-section, e.g. `generate.base.prompt` (it defaults to `generate.prompt`)."
+    parts = k.split('.')
+    return len(parts) == 3 and parts[0] == 'generate' and parts[1] in ROWS
 
 # %% ../nbs/06_run.ipynb
 KERNEL = 'python3'

@@ -40,7 +40,9 @@ def smoke(data_dir, tmp_path_factory):
     "A smoke run killed during KILL_AT, then resumed with generate.domain.max_new_tokens changed."
     keep = os.environ.get('SHERLOCK_SMOKE_RUN')   # .ci/test keeps the run there: the docs check renders its report
     run = Path(keep).absolute() if keep else tmp_path_factory.mktemp('chain')/'run'
-    if keep: shutil.rmtree(run, ignore_errors=True)
+    if keep and run.exists():
+        assert (run/'manifest.json').exists(), f'SHERLOCK_SMOKE_RUN={keep} is not a run folder: not removing it'
+        shutil.rmtree(run)
     args = ['--preset', 'smoke', '--out', str(run), '--data-dir', str(data_dir)]
     t0 = time.time()
     proc = subprocess.Popen([*CLI, 'run', *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
