@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_run.ipynb 6
 from __future__ import annotations
-import argparse, configparser, copy, difflib, hashlib, json, logging, os, platform, re, signal, subprocess, sys, time
+import argparse, configparser, copy, difflib, functools, hashlib, json, logging, os, platform, re, signal
+import subprocess, sys, time
 import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -61,8 +62,9 @@ def flat_keys(params:dict, prefix:str='') -> dict[str, Any]:
 STEP_WIRED = ('stage', 'model', 'out', 'overwrite', 'data_dir', 'books')   # the runner sets these for each step
 NOTEBOOK_SECTIONS = ('load', 'evaluate', 'analysis')   # checked against their notebooks' parameters cells
 
+@functools.cache
 def preset_keys() -> dict[str, tuple[type, str]]:
-    "Every key a preset may set, dotted -> (its dataclass, help): the top level, the finetune sections, `generate`."
+    "Every key a preset may set, dotted -> (its dataclass, help); built once (do not mutate)."
     from sherlock_instruct.finetune import FinetuneParams
     from sherlock_instruct.generate import AnswerParams
     from sherlock_instruct.read import ReadParams
@@ -145,7 +147,8 @@ def apply_overrides(params:dict, overrides=()) -> dict:
 def show_preset(p:dict) -> str:
     "Every value of preset `p`, then every setting it leaves at its default: `key = value  # help` lines."
     keys, flat = preset_keys(), flat_keys(p)
-    rows = list(flat.items()) + [(k, defaults(c)[k.rpartition('.')[2]]) for k, (c, _) in keys.items()
+    dflt = {c: defaults(c) for c, _ in keys.values()}
+    rows = list(flat.items()) + [(k, dflt[c][k.rpartition('.')[2]]) for k, (c, _) in keys.items()
                                  if k not in flat and not _row_key(k)]
     line = {k: f"{k} = {json.dumps(v)}" + ('' if k in flat else '  (default)') for k, v in rows}
     w = max(map(len, line.values()))
